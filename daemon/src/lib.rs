@@ -1,0 +1,7 @@
+//! cardhsmd as a library: the layers of the daemon, top to bottom in request flow.
+//!
+//! `grpc/` decodes requests and encodes answers; `service/` holds the domain logic and
+//! authorization; `store/` (SQLite) and `token/` (PKCS#11) are the back ends it drives.
+//! `app` wires them together and runs the server.
+
+pub mod token;

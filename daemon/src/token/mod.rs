@@ -1,0 +1,1 @@
+//! PKCS#11 back end (placeholder until the token layer lands).

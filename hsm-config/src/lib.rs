@@ -1,0 +1,364 @@
+//! cardhsm's configuration: the one TOML file the daemon reads at start, before anything else.
+//!
+//! `Config::from_toml_str` / `Config::load` parse with `deny_unknown_fields` and then
+//! `validate()`, which yields a fully defaulted [`Config`] or an error naming the offending key.
+//! Secrets (PINs, passwords) are never in the file itself: the file names an environment
+//! variable or a file ([`SecretSource`]), and [`Secret`] keeps the value zeroized and redacted.
+
+mod secret;
+mod validate;
+
+pub use secret::{Secret, SecretSource};
+pub use validate::ConfigError;
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration, fully defaulted once validated.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub pkcs11: Pkcs11Config,
+    #[serde(default)]
+    pub cards: CardsConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// `[server]`: where the gRPC API listens and how it is protected.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Default `127.0.0.1:50051`. Port 0 picks a free port (the daemon logs the one it got).
+    #[serde(default = "defaults::grpc_listen")]
+    pub grpc_listen: SocketAddr,
+    /// When set, the daemon writes the address it actually listens on to this file once ready.
+    #[serde(default)]
+    pub ready_file: Option<PathBuf>,
+    /// Optional TLS; plain TCP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// CA bundle for client certificates. When set, clients must present a certificate
+    /// signed by it (client-certificate TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[store]`: the SQLite database.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Default `cardhsm.sqlite3`; a relative path is taken from the config file's directory.
+    #[serde(default = "defaults::store_path")]
+    pub path: PathBuf,
+    /// Read-only connections in the reader pool (WAL lets them run beside the one writer). Default 4, 1..=64.
+    #[serde(default = "defaults::store_readers")]
+    pub readers: u32,
+}
+
+/// `[auth]`: tokens and the bootstrap administrator.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Access-token lifetime in seconds. Default 900 (15 minutes), 60..=86400.
+    #[serde(default = "defaults::access_token_ttl_secs")]
+    pub access_token_ttl_secs: u32,
+    /// Refresh-token lifetime in seconds. Default 43200 (12 hours), 300..=2592000.
+    #[serde(default = "defaults::refresh_token_ttl_secs")]
+    pub refresh_token_ttl_secs: u32,
+    /// Where the bootstrap administrator's password comes from at first start.
+    /// Default: environment variable `CARDHSM_BOOTSTRAP_PASSWORD`; when that is unset, the
+    /// daemon generates a password and prints it once.
+    #[serde(default = "defaults::bootstrap_password")]
+    pub bootstrap_password: SecretSource,
+}
+
+/// `[pkcs11]`: the module and the tokens the daemon uses.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// Default `/usr/lib/softhsm/libsofthsm2.so`.
+    #[serde(default = "defaults::module")]
+    pub module: PathBuf,
+    /// Sessions in each token's pool. Default 4, 1..=64.
+    #[serde(default = "defaults::sessions_per_token")]
+    pub sessions_per_token: u32,
+    /// How long a call waits for a free session before failing UNAVAILABLE. Default 5000, 1..=600000.
+    #[serde(default = "defaults::session_wait_ms")]
+    pub session_wait_ms: u32,
+    /// User PIN for card tokens not listed in `tokens`. Default: env `CARDHSM_CARD_PIN`.
+    #[serde(default = "defaults::card_pin")]
+    pub card_pin: SecretSource,
+    /// Tokens named explicitly, with their role and PIN.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// `[[pkcs11.tokens]]`: one token, matched by serial or label (exactly one of the two).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Default `card`.
+    #[serde(default)]
+    pub role: TokenRole,
+    pub pin: SecretSource,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// A smart card (or its stand-in): bound to an owner, holds the owner's keys.
+    #[default]
+    Card,
+    /// The daemon's own HSM token: CA keys and service keys.
+    Daemon,
+}
+
+/// `[cards]`: card policies.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CardsConfig {
+    /// Policy used when RegisterCard names none. Default `standard`; must name a policy.
+    #[serde(default = "defaults::default_policy")]
+    pub default_policy: String,
+    /// Policies in addition to the built-in ones (`standard`, `dual`); a configured policy
+    /// with a built-in name replaces it.
+    #[serde(default)]
+    pub policies: Vec<CardPolicy>,
+}
+
+/// `[[cards.policies]]`: which key pairs a card carries.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CardPolicy {
+    /// `^[a-z0-9][a-z0-9_-]{0,63}$`, unique.
+    pub name: String,
+    /// At least one key, at most 16; labels unique within the policy.
+    pub keys: Vec<CardKeySpec>,
+}
+
+/// One key pair a card policy asks for.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CardKeySpec {
+    /// CKA_LABEL of the key pair on the card: `^[A-Za-z0-9_-]{1,32}$`.
+    pub label: String,
+    /// `EC:P-256`, `EC:P-384`, `RSA:2048`, `RSA:3072` or `RSA:4096`.
+    pub algorithm: KeyAlgorithm,
+}
+
+/// Key algorithms the daemon generates, written as `FAMILY:PARAM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub enum KeyAlgorithm {
+    EcP256,
+    EcP384,
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 5] = [
+        KeyAlgorithm::EcP256,
+        KeyAlgorithm::EcP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+
+    /// The canonical name, e.g. `EC:P-256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcP256 => "EC:P-256",
+            KeyAlgorithm::EcP384 => "EC:P-384",
+            KeyAlgorithm::Rsa2048 => "RSA:2048",
+            KeyAlgorithm::Rsa3072 => "RSA:3072",
+            KeyAlgorithm::Rsa4096 => "RSA:4096",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown key algorithm {s:?}: expected one of EC:P-256, EC:P-384, RSA:2048, RSA:3072, RSA:4096"
+                )
+            })
+    }
+}
+
+impl TryFrom<String> for KeyAlgorithm {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A tracing filter directive. Default `info`. `RUST_LOG` overrides it.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Defaults, one function per field so the docs above and the code agree in one place.
+pub mod defaults {
+    use super::*;
+
+    pub fn grpc_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 50051))
+    }
+    pub fn store_path() -> PathBuf {
+        PathBuf::from("cardhsm.sqlite3")
+    }
+    pub fn store_readers() -> u32 {
+        4
+    }
+    pub fn access_token_ttl_secs() -> u32 {
+        900
+    }
+    pub fn refresh_token_ttl_secs() -> u32 {
+        43_200
+    }
+    pub fn bootstrap_password() -> SecretSource {
+        SecretSource::env("CARDHSM_BOOTSTRAP_PASSWORD")
+    }
+    pub fn module() -> PathBuf {
+        PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")
+    }
+    pub fn sessions_per_token() -> u32 {
+        4
+    }
+    pub fn session_wait_ms() -> u32 {
+        5_000
+    }
+    pub fn card_pin() -> SecretSource {
+        SecretSource::env("CARDHSM_CARD_PIN")
+    }
+    pub fn default_policy() -> String {
+        "standard".to_owned()
+    }
+    pub fn log_level() -> String {
+        "info".to_owned()
+    }
+
+    /// The built-in card policies: `standard` (one EC P-256 authentication key) and
+    /// `dual` (EC P-256 authentication and signature keys).
+    pub fn builtin_policies() -> Vec<CardPolicy> {
+        vec![
+            CardPolicy {
+                name: "standard".into(),
+                keys: vec![CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::EcP256 }],
+            },
+            CardPolicy {
+                name: "dual".into(),
+                keys: vec![
+                    CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::EcP256 },
+                    CardKeySpec { label: "sign".into(), algorithm: KeyAlgorithm::EcP256 },
+                ],
+            },
+        ]
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { grpc_listen: defaults::grpc_listen(), ready_file: None, tls: None }
+    }
+}
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: defaults::store_path(), readers: defaults::store_readers() }
+    }
+}
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: defaults::access_token_ttl_secs(),
+            refresh_token_ttl_secs: defaults::refresh_token_ttl_secs(),
+            bootstrap_password: defaults::bootstrap_password(),
+        }
+    }
+}
+impl Default for Pkcs11Config {
+    fn default() -> Self {
+        Self {
+            module: defaults::module(),
+            sessions_per_token: defaults::sessions_per_token(),
+            session_wait_ms: defaults::session_wait_ms(),
+            card_pin: defaults::card_pin(),
+            tokens: Vec::new(),
+        }
+    }
+}
+impl Default for CardsConfig {
+    fn default() -> Self {
+        Self { default_policy: defaults::default_policy(), policies: Vec::new() }
+    }
+}
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: defaults::log_level(), format: LogFormat::Text }
+    }
+}
+
+impl Default for Config {
+    /// The embedded defaults: what `cardhsmd` runs on with no config file.
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            pkcs11: Pkcs11Config::default(),
+            cards: CardsConfig::default(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Validation of a parsed configuration: every check names the TOML key it is about, so an
+//! operator knows which line to fix.
+
+use crate::{CardPolicy, Config, defaults};
+use std::path::Path;
+
+/// Why a configuration was refused. `key` is the dotted TOML path, e.g. `pkcs11.tokens[1].pin`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("config is not valid TOML or has an unknown or mistyped key: {message}")]
+    Parse { message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+
+    /// The offending key, when the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let parsed: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { message: e.to_string() })?;
+        parsed.validate()
+    }
+
+    /// Reads, parses and validates a config file; relative paths in it are taken from the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let mut config = Config::from_toml_str(&text)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_relative(&base);
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_relative(&mut self, base: &Path) {
+        if self.store.path.is_relative() {
+            self.store.path = base.join(&self.store.path);
+        }
+        if let Some(tls) = &mut self.server.tls {
+            for p in [&mut tls.cert_file, &mut tls.key_file] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+            if let Some(ca) = &mut tls.client_ca_file
+                && ca.is_relative()
+            {
+                *ca = base.join(&*ca);
+            }
+        }
+        if let Some(f) = &mut self.server.ready_file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
+        self.auth.bootstrap_password.resolve_relative(base);
+        self.pkcs11.card_pin.resolve_relative(base);
+        for t in &mut self.pkcs11.tokens {
+            t.pin.resolve_relative(base);
+        }
+    }
+
+    /// Checks every field and returns the fully defaulted configuration.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        check_range("store.readers", self.store.readers, 1, 64)?;
+        check_range("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs, 60, 86_400)?;
+        check_range("auth.refresh_token_ttl_secs", self.auth.refresh_token_ttl_secs, 300, 2_592_000)?;
+        self.auth.bootstrap_password.check("auth.bootstrap_password")?;
+        if self.pkcs11.module.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("pkcs11.module", "must name a PKCS#11 module file"));
+        }
+        check_range("pkcs11.sessions_per_token", self.pkcs11.sessions_per_token, 1, 64)?;
+        check_range("pkcs11.session_wait_ms", self.pkcs11.session_wait_ms, 1, 600_000)?;
+        self.pkcs11.card_pin.check("pkcs11.card_pin")?;
+        for (i, t) in self.pkcs11.tokens.iter().enumerate() {
+            let key = format!("pkcs11.tokens[{i}]");
+            match (&t.serial, &t.label) {
+                (Some(s), None) if !s.trim().is_empty() => {}
+                (None, Some(l)) if !l.trim().is_empty() => {}
+                _ => return Err(ConfigError::invalid(key, "must set exactly one of `serial` or `label`")),
+            }
+            t.pin.check(&format!("{key}.pin"))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.cards.policies.iter().enumerate() {
+            check_policy(&format!("cards.policies[{i}]"), p)?;
+            if !seen.insert(p.name.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("cards.policies[{i}].name"),
+                    format!("policy {:?} is defined twice", p.name),
+                ));
+            }
+        }
+        if self.card_policy(&self.cards.default_policy).is_none() {
+            return Err(ConfigError::invalid(
+                "cards.default_policy",
+                format!("no policy is named {:?}", self.cards.default_policy),
+            ));
+        }
+        if self.logging.level.trim().is_empty() {
+            return Err(ConfigError::invalid("logging.level", "must not be empty"));
+        }
+        Ok(self)
+    }
+
+    /// Every card policy: the built-in ones, replaced or extended by the configured ones.
+    pub fn card_policies(&self) -> Vec<CardPolicy> {
+        let mut all = defaults::builtin_policies();
+        for p in &self.cards.policies {
+            if let Some(existing) = all.iter_mut().find(|b| b.name == p.name) {
+                *existing = p.clone();
+            } else {
+                all.push(p.clone());
+            }
+        }
+        all
+    }
+
+    /// One card policy by name.
+    pub fn card_policy(&self, name: &str) -> Option<CardPolicy> {
+        self.card_policies().into_iter().find(|p| p.name == name)
+    }
+}
+
+fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, format!("{value} is out of range {min}..={max}")))
+    }
+}
+
+fn check_policy(key: &str, p: &CardPolicy) -> Result<(), ConfigError> {
+    let name_ok = !p.name.is_empty()
+        && p.name.len() <= 64
+        && p.name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !name_ok {
+        return Err(ConfigError::invalid(format!("{key}.name"), "must match ^[a-z0-9][a-z0-9_-]{0,63}$"));
+    }
+    if p.keys.is_empty() || p.keys.len() > 16 {
+        return Err(ConfigError::invalid(format!("{key}.keys"), "must list 1 to 16 keys"));
+    }
+    let mut labels = std::collections::HashSet::new();
+    for (j, k) in p.keys.iter().enumerate() {
+        let label_ok = !k.label.is_empty()
+            && k.label.len() <= 32
+            && k.label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !label_ok {
+            return Err(ConfigError::invalid(format!("{key}.keys[{j}].label"), "must match ^[A-Za-z0-9_-]{1,32}$"));
+        }
+        if !labels.insert(k.label.clone()) {
+            return Err(ConfigError::invalid(format!("{key}.keys[{j}].label"), "labels must be unique within a policy"));
+        }
+    }
+    Ok(())
+}
