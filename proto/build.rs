@@ -4,6 +4,10 @@
 use prost::Message;
 use std::path::PathBuf;
 
+/// Messages whose derived Debug would print a secret.
+const SECRET_MESSAGES: [&str; 4] =
+    [".cardhsm.v1.LoginRequest", ".cardhsm.v1.RefreshRequest", ".cardhsm.v1.LoginResponse", ".cardhsm.v1.CreateUserRequest"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let dir = root.join("cardhsm/v1");
@@ -22,6 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Messages that carry passwords or tokens get a redacting Debug (see lib.rs) instead
+        // of the derived one, so no `{:?}` can ever print a secret.
+        .skip_debug(SECRET_MESSAGES)
         .compile_fds(fds)?;
     Ok(())
 }

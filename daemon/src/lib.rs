@@ -5,3 +5,7 @@
 //! `app` wires them together and runs the server.
 
 pub mod token;
+pub mod store;
+pub mod service;
+pub mod grpc;
+pub mod app;

@@ -52,7 +52,11 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain the server presents (leaf first). Required; relative to the
+    /// config file's directory.
     pub cert_file: PathBuf,
+    /// PEM private key of `cert_file` (PKCS#8 or SEC1/PKCS#1). Required; relative to the config
+    /// file's directory.
     pub key_file: PathBuf,
     /// CA bundle for client certificates. When set, clients must present a certificate
     /// signed by it (client-certificate TLS).
@@ -114,13 +118,16 @@ pub struct Pkcs11Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    /// The token's serial number as the token reports it (CK_TOKEN_INFO.serialNumber).
     #[serde(default)]
     pub serial: Option<String>,
+    /// The token's label as the token reports it (CK_TOKEN_INFO.label).
     #[serde(default)]
     pub label: Option<String>,
     /// Default `card`.
     #[serde(default)]
     pub role: TokenRole,
+    /// The token's user PIN. Required: `{ env = "VAR" }` or `{ file = "path" }`.
     pub pin: SecretSource,
 }
 

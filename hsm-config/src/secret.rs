@@ -55,20 +55,37 @@ impl SecretSource {
         }
     }
 
-    /// Reads the secret. `Ok(None)` when the environment variable is unset; a file that
-    /// cannot be read is an error naming `key` and the path.
+    /// Reads the secret. `Ok(None)` when the environment variable is unset; a variable that is
+    /// not valid UTF-8 or a file that cannot be read is an error naming `key` (and the path,
+    /// never the value).
+    ///
+    /// From a file, exactly one trailing line ending (`\n` or `\r\n`) is stripped, so a file
+    /// written by `echo` or an editor holds the same secret as one written with `printf`; any
+    /// other whitespace is part of the secret.
     pub fn load(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
         if let Some(name) = &self.env {
-            return Ok(std::env::var(name).ok().map(Secret::new));
+            return match std::env::var(name) {
+                Ok(value) => Ok(Some(Secret::new(value))),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(raw)) => {
+                    // Zeroize the raw bytes before reporting; the message names only the variable.
+                    let _raw = Zeroizing::new(raw.into_encoded_bytes());
+                    Err(ConfigError::invalid(key, format!("environment variable {name} is not valid UTF-8")))
+                }
+            };
         }
         if let Some(path) = &self.file {
-            let raw = std::fs::read_to_string(path).map_err(|e| {
+            let mut raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::invalid(key, format!("cannot read secret file {}: {e}", path.display()))
-            })?;
-            let mut raw = Zeroizing::new(raw);
-            let trimmed = raw.trim_end_matches(['\r', '\n']).to_owned();
-            raw.clear();
-            return Ok(Some(Secret::new(trimmed)));
+            })?);
+            if raw.ends_with('\n') {
+                raw.pop();
+                if raw.ends_with('\r') {
+                    raw.pop();
+                }
+            }
+            // Hand over the buffer itself (no copy left behind un-zeroized).
+            return Ok(Some(Secret::new(std::mem::take(&mut *raw))));
         }
         Ok(None)
     }
@@ -102,5 +119,54 @@ impl std::fmt::Debug for Secret {
 impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_accepts_exactly_one_non_empty_source() {
+        assert!(SecretSource::env("X").check("k").is_ok());
+        assert!(SecretSource::file("f").check("k").is_ok());
+        for bad in [
+            SecretSource { env: None, file: None },
+            SecretSource { env: Some("X".into()), file: Some("f".into()) },
+            SecretSource { env: Some(String::new()), file: None },
+            SecretSource { env: None, file: Some(PathBuf::new()) },
+        ] {
+            let err = bad.check("a.b").expect_err("refused");
+            assert_eq!(err.key(), Some("a.b"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resolve_relative_touches_only_relative_files() {
+        let base = Path::new("/etc/cardhsm");
+        let mut s = SecretSource::file("pins/card.pin");
+        s.resolve_relative(base);
+        assert_eq!(s, SecretSource::file("/etc/cardhsm/pins/card.pin"));
+        let mut s = SecretSource::file("/run/secrets/pin");
+        s.resolve_relative(base);
+        assert_eq!(s, SecretSource::file("/run/secrets/pin"));
+        let mut s = SecretSource::env("PIN");
+        s.resolve_relative(base);
+        assert_eq!(s, SecretSource::env("PIN"));
+    }
+
+    #[test]
+    fn an_empty_source_loads_nothing() {
+        let s = SecretSource { env: None, file: None };
+        assert!(s.load("k").expect("no error").is_none());
+    }
+
+    #[test]
+    fn secret_clone_and_eq_compare_values_but_never_print_them() {
+        let a = Secret::new("s3cret".into());
+        let b = a.clone();
+        assert_eq!(a, b);
+        assert_ne!(a, Secret::new("other".into()));
+        assert_eq!(format!("{a:?} {b}"), "[redacted] [redacted]");
     }
 }

@@ -32,7 +32,8 @@ impl ConfigError {
 impl Config {
     /// Parses TOML text and validates it.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let parsed: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { message: e.to_string() })?;
+        let parsed: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { message: e.to_string() })?;
         parsed.validate()
     }
 
@@ -78,6 +79,17 @@ impl Config {
 
     /// Checks every field and returns the fully defaulted configuration.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        if let Some(f) = &self.server.ready_file {
+            check_path("server.ready_file", f)?;
+        }
+        if let Some(tls) = &self.server.tls {
+            check_path("server.tls.cert_file", &tls.cert_file)?;
+            check_path("server.tls.key_file", &tls.key_file)?;
+            if let Some(ca) = &tls.client_ca_file {
+                check_path("server.tls.client_ca_file", ca)?;
+            }
+        }
+        check_path("store.path", &self.store.path)?;
         check_range("store.readers", self.store.readers, 1, 64)?;
         check_range("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs, 60, 86_400)?;
         check_range("auth.refresh_token_ttl_secs", self.auth.refresh_token_ttl_secs, 300, 2_592_000)?;
@@ -88,12 +100,19 @@ impl Config {
         check_range("pkcs11.sessions_per_token", self.pkcs11.sessions_per_token, 1, 64)?;
         check_range("pkcs11.session_wait_ms", self.pkcs11.session_wait_ms, 1, 600_000)?;
         self.pkcs11.card_pin.check("pkcs11.card_pin")?;
+        let mut tokens_seen = std::collections::HashSet::new();
         for (i, t) in self.pkcs11.tokens.iter().enumerate() {
             let key = format!("pkcs11.tokens[{i}]");
-            match (&t.serial, &t.label) {
-                (Some(s), None) if !s.trim().is_empty() => {}
-                (None, Some(l)) if !l.trim().is_empty() => {}
+            let matcher = match (&t.serial, &t.label) {
+                (Some(s), None) if !s.trim().is_empty() => ("serial", s),
+                (None, Some(l)) if !l.trim().is_empty() => ("label", l),
                 _ => return Err(ConfigError::invalid(key, "must set exactly one of `serial` or `label`")),
+            };
+            if !tokens_seen.insert(matcher) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("another token is already matched by {} {:?}", matcher.0, matcher.1),
+                ));
             }
             t.pin.check(&format!("{key}.pin"))?;
         }
@@ -138,6 +157,14 @@ impl Config {
     }
 }
 
+fn check_path(key: &str, path: &Path) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        Err(ConfigError::invalid(key, "must not be an empty path"))
+    } else {
+        Ok(())
+    }
+}
+
 fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         Ok(())
@@ -163,11 +190,71 @@ fn check_policy(key: &str, p: &CardPolicy) -> Result<(), ConfigError> {
             && k.label.len() <= 32
             && k.label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !label_ok {
-            return Err(ConfigError::invalid(format!("{key}.keys[{j}].label"), "must match ^[A-Za-z0-9_-]{1,32}$"));
+            return Err(ConfigError::invalid(
+                format!("{key}.keys[{j}].label"),
+                "must match ^[A-Za-z0-9_-]{1,32}$",
+            ));
         }
         if !labels.insert(k.label.clone()) {
-            return Err(ConfigError::invalid(format!("{key}.keys[{j}].label"), "labels must be unique within a policy"));
+            return Err(ConfigError::invalid(
+                format!("{key}.keys[{j}].label"),
+                "labels must be unique within a policy",
+            ));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CardKeySpec, KeyAlgorithm};
+
+    fn key(label: &str) -> CardKeySpec {
+        CardKeySpec { label: label.into(), algorithm: KeyAlgorithm::EcP256 }
+    }
+
+    #[test]
+    fn check_range_is_inclusive_and_names_the_key() {
+        assert!(check_range("a.b", 1, 1, 64).is_ok());
+        assert!(check_range("a.b", 64, 1, 64).is_ok());
+        for v in [0, 65, u32::MAX] {
+            let err = check_range("a.b", v, 1, 64).expect_err("out of range");
+            assert_eq!(err.key(), Some("a.b"));
+            assert!(err.to_string().contains(&format!("{v} is out of range 1..=64")), "{err}");
+        }
+    }
+
+    #[test]
+    fn check_path_refuses_only_empty() {
+        assert!(check_path("p", Path::new("x")).is_ok());
+        assert_eq!(check_path("p", Path::new("")).expect_err("empty").key(), Some("p"));
+    }
+
+    #[test]
+    fn check_policy_keys_name_the_offending_entry() {
+        let ok = CardPolicy { name: "p".into(), keys: vec![key("a"), key("b")] };
+        assert!(check_policy("cards.policies[3]", &ok).is_ok());
+        let dup = CardPolicy { name: "p".into(), keys: vec![key("a"), key("b"), key("b")] };
+        assert_eq!(check_policy("x", &dup).expect_err("dup").key(), Some("x.keys[2].label"));
+        let bad = CardPolicy { name: "P".into(), keys: vec![key("a")] };
+        assert_eq!(check_policy("x", &bad).expect_err("name").key(), Some("x.name"));
+        let none = CardPolicy { name: "p".into(), keys: vec![] };
+        assert_eq!(check_policy("x", &none).expect_err("no keys").key(), Some("x.keys"));
+    }
+
+    #[test]
+    fn error_display_names_key_and_kind() {
+        let e = ConfigError::invalid("pkcs11.tokens[0]", "nope");
+        assert_eq!(e.to_string(), "invalid config key `pkcs11.tokens[0]`: nope");
+        assert_eq!(ConfigError::Parse { message: "m".into() }.key(), None);
+    }
+
+    #[test]
+    fn resolve_relative_with_a_bare_file_name_stays_relative_to_cwd() {
+        // `Config::load("cardhsm.toml")`: the parent is "", paths stay as written.
+        let mut c = Config::default();
+        c.resolve_relative(Path::new(""));
+        assert_eq!(c.store.path, Path::new("cardhsm.sqlite3"));
+    }
 }

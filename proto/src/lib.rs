@@ -12,6 +12,43 @@ pub mod v1 {
     tonic::include_proto!("cardhsm.v1");
 }
 
+/// Debug for the messages that carry secrets: the secret fields print as `[redacted]`.
+mod redacted_debug {
+    use super::v1::*;
+    use std::fmt;
+
+    impl fmt::Debug for LoginRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("LoginRequest").field("username", &self.username).field("password", &"[redacted]").finish()
+        }
+    }
+    impl fmt::Debug for RefreshRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RefreshRequest").field("refresh_token", &"[redacted]").finish()
+        }
+    }
+    impl fmt::Debug for LoginResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("LoginResponse")
+                .field("access_token", &"[redacted]")
+                .field("refresh_token", &"[redacted]")
+                .field("expires_in", &self.expires_in)
+                .field("token_type", &self.token_type)
+                .field("roles", &self.roles)
+                .finish()
+        }
+    }
+    impl fmt::Debug for CreateUserRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateUserRequest")
+                .field("username", &self.username)
+                .field("password", &"[redacted]")
+                .field("roles", &self.roles)
+                .finish()
+        }
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every cardhsm.v1 .proto file.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cardhsm_descriptor.bin"));
 

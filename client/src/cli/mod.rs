@@ -1,0 +1,7 @@
+//! The `cardhsm` tool's own modules: argument definitions, command execution, password input and
+//! output formatting. `main` parses [`args::Cli`] and hands it to [`run::run`].
+
+pub mod args;
+pub mod output;
+pub mod password;
+pub mod run;

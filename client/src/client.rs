@@ -1,0 +1,350 @@
+//! [`CardhsmClient`]: the typed client over the cardhsm.v1 services. It owns the channel from
+//! `connect`, logs in, keeps the token pair in shared [`crate::auth`] state, attaches the bearer
+//! token through [`AuthInterceptor`], and refreshes transparently before expiry or after one
+//! `UNAUTHENTICATED`. The CLI and the end-to-end tests both sit on top of it.
+
+use crate::auth::{AuthInterceptor, AuthState, Shared, TokenListener, TokenPair, now_unix};
+use crate::connect::ConnectOptions;
+use crate::error::ClientError;
+use crate::secret::SecretString;
+use cardhsm_proto::v1::auth_service_client::AuthServiceClient;
+use cardhsm_proto::v1::card_service_client::CardServiceClient;
+use cardhsm_proto::v1::user_service_client::UserServiceClient;
+use cardhsm_proto::v1::{
+    CardActionRequest, CardInfo, CardState, CreateUserRequest, GetCardRequest, IssueCardRequest,
+    ListCardsRequest, ListCardsResponse, ListTokensRequest, ListUsersRequest, ListUsersResponse,
+    LoginRequest, LoginResponse, PageRequest, PreUpdateCardRequest, RefreshRequest, RegisterCardRequest,
+    RevokeCardRequest, RevokeReason, Role, TokenInfo, User, WhoAmIRequest, WhoAmIResponse,
+};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// The channel type of every authenticated generated client: a tonic channel behind the
+/// [`AuthInterceptor`].
+pub type AuthedChannel = InterceptedService<Channel, AuthInterceptor>;
+
+/// What a successful login or refresh tells the caller (the tokens themselves stay inside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginInfo {
+    /// The roles the daemon granted.
+    pub roles: Vec<Role>,
+    /// Unix seconds when the new access token expires.
+    pub access_expires_at: i64,
+}
+
+/// A connection to cardhsmd plus the credentials used on it.
+///
+/// Clones share the channel *and* the tokens (a refresh through one is seen by all);
+/// [`CardhsmClient::with_access_token`] and [`CardhsmClient::with_tokens`] give a client with
+/// credentials of its own over the same channel.
+#[derive(Clone)]
+pub struct CardhsmClient {
+    channel: Channel,
+    endpoint: Option<String>,
+    shared: Arc<Shared>,
+}
+
+/// `|channel, request| <Client>::new(channel).<method>(request)` as a retryable call.
+macro_rules! rpc {
+    ($client:ident, $method:ident) => {
+        |channel, request| async move { $client::new(channel).$method(request).await }
+    };
+}
+
+impl CardhsmClient {
+    /// Connects to `endpoint` (`http://…` or `https://…` with the system trust store), not logged in.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self, ClientError> {
+        Self::connect_with(&ConnectOptions::new(endpoint)).await
+    }
+
+    /// Connects with explicit options (CA file, client certificate for mTLS, timeouts).
+    pub async fn connect_with(options: &ConnectOptions) -> Result<Self, ClientError> {
+        let channel = options.connect().await?;
+        Ok(Self { endpoint: Some(options.endpoint().to_owned()), ..Self::from_channel(channel) })
+    }
+
+    /// A client over a channel built elsewhere, not logged in.
+    pub fn from_channel(channel: Channel) -> Self {
+        Self { channel, endpoint: None, shared: Shared::with_state(AuthState::default()) }
+    }
+
+    /// This client's channel with a bare access token of its own (no refresh token, unknown
+    /// expiry: it is sent as is and never refreshed). Meant for negative tests: expired, forged
+    /// or revoked tokens.
+    #[must_use]
+    pub fn with_access_token(self, token: impl Into<SecretString>) -> Self {
+        let state = AuthState { access: Some(token.into()), ..AuthState::default() };
+        Self { shared: Shared::with_state(state), ..self }
+    }
+
+    /// This client's channel with a token pair of its own (e.g. loaded from a session file).
+    #[must_use]
+    pub fn with_tokens(self, tokens: TokenPair) -> Self {
+        let state = AuthState {
+            access: Some(tokens.access_token),
+            refresh: Some(tokens.refresh_token),
+            expires_at: Some(tokens.access_expires_at),
+            generation: 0,
+        };
+        Self { shared: Shared::with_state(state), ..self }
+    }
+
+    /// Calls `listener` with the new pair after every login and refresh (to persist rotated
+    /// tokens). Replaces any earlier listener; applies to the clones sharing these tokens.
+    pub fn on_tokens_changed(&self, listener: impl Fn(&TokenPair) + Send + Sync + 'static) {
+        self.shared.set_listener(Some(Arc::new(listener) as TokenListener));
+    }
+
+    /// The current token pair, when logged in (a bare access token gives `None`).
+    pub fn tokens(&self) -> Option<TokenPair> {
+        self.shared.read().pair()
+    }
+
+    /// Whether the client holds an access token.
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.read().access.is_some()
+    }
+
+    /// The endpoint this client connected to (`None` for [`CardhsmClient::from_channel`]).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// The underlying channel, without the authorization header.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The interceptor that adds this client's current access token, for other generated clients.
+    pub fn interceptor(&self) -> AuthInterceptor {
+        AuthInterceptor::new(Arc::clone(&self.shared))
+    }
+
+    /// The generated `AuthService` client with the current access token attached; answers are
+    /// raw `tonic::Status`, and nothing is refreshed.
+    pub fn auth_raw(&self) -> AuthServiceClient<AuthedChannel> {
+        AuthServiceClient::new(self.authed_channel())
+    }
+
+    /// The generated `CardService` client with the current access token attached (no refresh).
+    pub fn cards_raw(&self) -> CardServiceClient<AuthedChannel> {
+        CardServiceClient::new(self.authed_channel())
+    }
+
+    /// The generated `UserService` client with the current access token attached (no refresh).
+    pub fn users_raw(&self) -> UserServiceClient<AuthedChannel> {
+        UserServiceClient::new(self.authed_channel())
+    }
+
+    // ---- AuthService ----
+
+    /// `AuthService.Login`: exchanges a username and password for a token pair and keeps it.
+    pub async fn login(&self, username: &str, password: &str) -> Result<LoginInfo, ClientError> {
+        let _refreshing = self.shared.refresh_lock.lock().await;
+        let request = LoginRequest { username: username.to_owned(), password: password.to_owned() };
+        let response = AuthServiceClient::new(self.channel.clone()).login(request).await?;
+        Ok(self.store(response.into_inner()))
+    }
+
+    /// `AuthService.Refresh`: spends the refresh token for a new pair now and keeps it.
+    pub async fn refresh(&self) -> Result<LoginInfo, ClientError> {
+        self.refresh_from(None).await?.ok_or(ClientError::NoRefreshToken)
+    }
+
+    /// `AuthService.WhoAmI`: the caller as the daemon sees it.
+    pub async fn who_am_i(&self) -> Result<WhoAmIResponse, ClientError> {
+        self.authed(WhoAmIRequest {}, rpc!(AuthServiceClient, who_am_i)).await
+    }
+
+    // ---- CardService ----
+
+    /// `CardService.ListCards`: one page of `owner`'s cards, optionally in one state only
+    /// (`page_size` 0 = the server's default, `page_token` "" = the first page).
+    pub async fn list_cards(
+        &self,
+        owner: &str,
+        state: Option<CardState>,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<ListCardsResponse, ClientError> {
+        let request = ListCardsRequest {
+            owner: owner.to_owned(),
+            state: state.unwrap_or(CardState::Unspecified).into(),
+            page: Some(PageRequest { page_size, page_token: page_token.to_owned() }),
+        };
+        self.authed(request, rpc!(CardServiceClient, list_cards)).await
+    }
+
+    /// `CardService.GetCard`.
+    pub async fn get_card(&self, id: &str) -> Result<CardInfo, ClientError> {
+        self.authed(GetCardRequest { id: id.to_owned() }, rpc!(CardServiceClient, get_card)).await
+    }
+
+    /// `CardService.RegisterCard`: binds a token to an owner (state ASSIGNED).
+    pub async fn register_card(&self, request: RegisterCardRequest) -> Result<CardInfo, ClientError> {
+        self.authed(request, rpc!(CardServiceClient, register_card)).await
+    }
+
+    /// `CardService.IssueCard`: generates the card's keys (state ACTIVE).
+    pub async fn issue_card(&self, id: &str) -> Result<CardInfo, ClientError> {
+        self.authed(IssueCardRequest { id: id.to_owned() }, rpc!(CardServiceClient, issue_card)).await
+    }
+
+    /// `CardService.DisableCard`, with a comment for the audit log ("" for none).
+    pub async fn disable_card(&self, id: &str, comment: &str) -> Result<CardInfo, ClientError> {
+        let request = CardActionRequest { id: id.to_owned(), comment: comment.to_owned() };
+        self.authed(request, rpc!(CardServiceClient, disable_card)).await
+    }
+
+    /// `CardService.EnableCard`, with a comment for the audit log ("" for none).
+    pub async fn enable_card(&self, id: &str, comment: &str) -> Result<CardInfo, ClientError> {
+        let request = CardActionRequest { id: id.to_owned(), comment: comment.to_owned() };
+        self.authed(request, rpc!(CardServiceClient, enable_card)).await
+    }
+
+    /// `CardService.RevokeCard`.
+    pub async fn revoke_card(
+        &self,
+        id: &str,
+        reason: RevokeReason,
+        comment: &str,
+    ) -> Result<CardInfo, ClientError> {
+        let request =
+            RevokeCardRequest { id: id.to_owned(), reason: reason.into(), comment: comment.to_owned() };
+        self.authed(request, rpc!(CardServiceClient, revoke_card)).await
+    }
+
+    /// `CardService.PreUpdateCard`: marks an ACTIVE card for update to `policy` ("" = same policy).
+    pub async fn pre_update_card(&self, id: &str, policy: &str) -> Result<CardInfo, ClientError> {
+        let request = PreUpdateCardRequest { id: id.to_owned(), policy: policy.to_owned() };
+        self.authed(request, rpc!(CardServiceClient, pre_update_card)).await
+    }
+
+    /// `CardService.ListTokens`: the PKCS#11 tokens the daemon sees.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        Ok(self.authed(ListTokensRequest {}, rpc!(CardServiceClient, list_tokens)).await?.tokens)
+    }
+
+    // ---- UserService ----
+
+    /// `UserService.CreateUser`.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        roles: &[Role],
+    ) -> Result<User, ClientError> {
+        let request = CreateUserRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            roles: roles.iter().map(|&role| role.into()).collect(),
+        };
+        self.authed(request, rpc!(UserServiceClient, create_user)).await
+    }
+
+    /// `UserService.ListUsers`: one page of users.
+    pub async fn list_users(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<ListUsersResponse, ClientError> {
+        let request =
+            ListUsersRequest { page: Some(PageRequest { page_size, page_token: page_token.to_owned() }) };
+        self.authed(request, rpc!(UserServiceClient, list_users)).await
+    }
+
+    // ---- token handling ----
+
+    fn authed_channel(&self) -> AuthedChannel {
+        InterceptedService::new(self.channel.clone(), self.interceptor())
+    }
+
+    /// Runs one authenticated call: refreshes first when the access token is about to expire,
+    /// and after an `UNAUTHENTICATED` answer refreshes and retries once.
+    async fn authed<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: Fn(AuthedChannel, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let refreshed = self.refresh_if_due().await?;
+        let (generation, can_refresh) = {
+            let state = self.shared.read();
+            (state.generation, state.refresh.is_some())
+        };
+        match call(self.authed_channel(), request.clone()).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if status.code() == Code::Unauthenticated && can_refresh && !refreshed => {
+                self.refresh_from(Some(generation)).await?;
+                Ok(call(self.authed_channel(), request).await?.into_inner())
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Refreshes when the access token expires within [`crate::auth::REFRESH_MARGIN_SECS`];
+    /// `true` when the token is new (refreshed here or by a concurrent call).
+    async fn refresh_if_due(&self) -> Result<bool, ClientError> {
+        let (due, generation) = {
+            let state = self.shared.read();
+            (state.needs_refresh(now_unix()), state.generation)
+        };
+        if due {
+            self.refresh_from(Some(generation)).await?;
+        }
+        Ok(due)
+    }
+
+    /// Spends the refresh token, unless the tokens changed since `seen_generation` (another call
+    /// already refreshed: `Ok(None)`).
+    async fn refresh_from(&self, seen_generation: Option<u64>) -> Result<Option<LoginInfo>, ClientError> {
+        let _refreshing = self.shared.refresh_lock.lock().await;
+        let refresh_token = {
+            let state = self.shared.read();
+            if seen_generation.is_some_and(|seen| seen != state.generation) {
+                return Ok(None);
+            }
+            state.refresh.clone().ok_or(ClientError::NoRefreshToken)?
+        };
+        let request = RefreshRequest { refresh_token: refresh_token.expose().to_owned() };
+        let response = AuthServiceClient::new(self.channel.clone()).refresh(request).await?;
+        Ok(Some(self.store(response.into_inner())))
+    }
+
+    /// Keeps the pair of a login or refresh answer and tells the listener.
+    fn store(&self, mut response: LoginResponse) -> LoginInfo {
+        let access_expires_at = now_unix().saturating_add(i64::from(response.expires_in));
+        let access = SecretString::new(std::mem::take(&mut response.access_token));
+        let refresh = SecretString::new(std::mem::take(&mut response.refresh_token));
+        let roles = response.roles.iter().map(|&r| Role::try_from(r).unwrap_or(Role::Unspecified)).collect();
+        let pair = {
+            let mut state = self.shared.write();
+            state.access = Some(access);
+            if !refresh.is_empty() {
+                state.refresh = Some(refresh);
+            }
+            state.expires_at = Some(access_expires_at);
+            state.generation = state.generation.wrapping_add(1);
+            state.pair()
+        };
+        if let Some(pair) = pair {
+            self.shared.notify(&pair);
+        }
+        LoginInfo { roles, access_expires_at }
+    }
+}
+
+impl fmt::Debug for CardhsmClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.read();
+        f.debug_struct("CardhsmClient")
+            .field("endpoint", &self.endpoint)
+            .field("authenticated", &state.access.is_some())
+            .field("access_expires_at", &state.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,129 @@
+//! Start-up and shutdown: opens the store and the PKCS#11 module, builds the services,
+//! creates the bootstrap administrator on first start, binds the gRPC listener and serves
+//! until SIGTERM or SIGINT.
+
+use crate::service::Services;
+use crate::service::auth::Bootstrap;
+use crate::store::Store;
+use crate::token::TokenManager;
+use crate::{grpc, store};
+use hsm_config::Config;
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Why the daemon could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store {path}: {source}")]
+    Store { path: String, source: store::StoreError },
+    #[error("PKCS#11: {0}")]
+    Token(#[from] crate::token::TokenError),
+    #[error("{0}")]
+    Service(#[from] crate::service::ServiceError),
+    #[error("bootstrap password: {0}")]
+    Secret(#[from] hsm_config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    ReadyFile { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Serve(#[from] grpc::ServeError),
+}
+
+/// Runs the daemon until a termination signal.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let store_cfg = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_cfg.path, store_cfg.readers))
+        .await
+        .map_err(|e| StartError::Store { path: config.store.path.display().to_string(), source: store::StoreError::Task(e.to_string()) })?
+        .map_err(|source| StartError::Store { path: config.store.path.display().to_string(), source })?;
+    tracing::info!(path = %store.path().display(), schema = store::SCHEMA_VERSION, "store open");
+
+    let pkcs11 = config.pkcs11.clone();
+    let tokens = tokio::task::spawn_blocking(move || TokenManager::open(&pkcs11))
+        .await
+        .map_err(|e| crate::service::ServiceError::Internal(e.to_string()))??;
+    tracing::info!(module = %config.pkcs11.module.display(), "PKCS#11 module initialised");
+
+    let services = {
+        let (config, store, tokens) = (config.clone(), store.clone(), tokens.clone());
+        tokio::task::spawn_blocking(move || Services::new(&config, store, tokens))
+            .await
+            .map_err(|e| crate::service::ServiceError::Internal(e.to_string()))??
+    };
+
+    let configured = config.auth.bootstrap_password.load("auth.bootstrap_password")?;
+    let auth = services.auth.clone();
+    let bootstrap = tokio::task::spawn_blocking(move || auth.bootstrap(configured))
+        .await
+        .map_err(|e| crate::service::ServiceError::Internal(e.to_string()))??;
+    announce_bootstrap(bootstrap, store.path());
+
+    let listener = grpc::bind(&config.server)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.server.grpc_listen.to_string(), source })?;
+    let addr = listener.local_addr;
+    let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %addr, "gRPC listening");
+    eprintln!("cardhsmd: gRPC listening on {scheme}://{addr}");
+    eprintln!("cardhsmd: log in with: cardhsm --endpoint {scheme}://{addr} login --username admin");
+    if let Some(path) = &config.server.ready_file {
+        std::fs::write(path, addr.to_string())
+            .map_err(|source| StartError::ReadyFile { path: path.display().to_string(), source })?;
+    }
+
+    grpc::serve(&config.server, listener, services, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Tells the operator how to log in the first time. A generated password is shown on the
+/// terminal only, never logged; when stderr is not a terminal it goes to a user-only file.
+fn announce_bootstrap(bootstrap: Bootstrap, store_path: &Path) {
+    match bootstrap {
+        Bootstrap::AlreadyDone => {}
+        Bootstrap::CreatedWithConfiguredPassword => {
+            tracing::info!(username = "admin", "bootstrap administrator created with the configured password");
+        }
+        Bootstrap::CreatedWithGeneratedPassword(password) => {
+            let dir = store_path.parent().unwrap_or_else(|| Path::new("."));
+            let file = dir.join("bootstrap-admin.password");
+            let written = write_private(&file, password.0.as_bytes());
+            if std::io::stderr().is_terminal() {
+                eprintln!("cardhsmd: created administrator `admin` with password: {}", password.0.as_str());
+            }
+            match written {
+                Ok(()) => eprintln!("cardhsmd: the administrator password is in {} (mode 0600)", file.display()),
+                Err(e) => tracing::warn!(error = %e, "could not write the bootstrap password file"),
+            }
+            tracing::info!(username = "admin", "bootstrap administrator created with a generated password");
+        }
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(data)?;
+    f.write_all(b"\n")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

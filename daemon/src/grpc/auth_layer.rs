@@ -1,0 +1,134 @@
+//! First stop of every gRPC request: a tower layer that reads the bearer token, checks it with
+//! the auth service, looks the method up in the authorization table (service::authz), and
+//! either rejects the request or passes it on with the [`Principal`] in its extensions, inside
+//! a tracing span carrying the request id, principal and method.
+
+use crate::service::auth::AuthService;
+use crate::service::authz::{self, Access};
+use crate::service::{Principal, ServiceError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tracing::Instrument;
+
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    auth: Arc<AuthService>,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Arc<AuthService>) -> Self {
+        AuthLayer { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthMiddleware<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthMiddleware { inner, auth: self.auth.clone() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthMiddleware<S> {
+    inner: S,
+    auth: Arc<AuthService>,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+impl<S> tower::Service<http::Request<Body>> for AuthMiddleware<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        // The service that was polled ready is the one to call; leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = req.uri().path().to_owned();
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let decision = decide(&self.auth, &method, req.headers());
+        let principal_name = match &decision {
+            Ok(Some(p)) => p.username.clone(),
+            _ => String::new(),
+        };
+        let span = tracing::info_span!("rpc", request_id = %request_id, method = %method, principal = %principal_name);
+        match decision {
+            Ok(principal) => {
+                if let Some(p) = principal {
+                    req.extensions_mut().insert(p);
+                }
+                Box::pin(
+                    async move {
+                        let response = inner.call(req).await;
+                        if let Ok(r) = &response {
+                            let code = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
+                            tracing::debug!(grpc_status = code, "handled");
+                        }
+                        response
+                    }
+                    .instrument(span),
+                )
+            }
+            Err(status) => {
+                span.in_scope(|| tracing::info!(code = ?status.code(), message = status.message(), "rejected"));
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}
+
+/// Authenticates and authorizes one call. `Ok(None)`: a public method called without a
+/// token. Deny by default: a method with no rule is refused.
+fn decide(
+    auth: &AuthService,
+    method: &str,
+    headers: &http::HeaderMap,
+) -> Result<Option<Principal>, tonic::Status> {
+    let Some(rule) = authz::rule_for(method) else {
+        return Err(tonic::Status::permission_denied(format!("no authorization rule for {method}")));
+    };
+    let token = bearer(headers);
+    if rule == Access::Public {
+        // A token on a public method is not needed; ignore it rather than fail the call.
+        return Ok(None);
+    }
+    let token = token.ok_or_else(|| tonic::Status::unauthenticated("missing bearer access token"))?;
+    let principal = auth.authenticate(token).map_err(super::status::to_status)?;
+    if !authz::allows(rule, &principal.roles) {
+        return Err(super::status::to_status(ServiceError::PermissionDenied(format!(
+            "{} may not call {method}",
+            principal.username
+        ))));
+    }
+    Ok(Some(principal))
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}
+
+/// The caller of a request that passed [`AuthLayer`].
+pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
+    req.extensions().get::<Principal>().cloned().ok_or_else(|| tonic::Status::unauthenticated("not authenticated"))
+}

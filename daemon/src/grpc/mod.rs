@@ -1,0 +1,93 @@
+//! Wire layer for gRPC: the tonic server with our three services, the standard health and
+//! reflection services, TLS (optionally client-certificate TLS), and the authentication layer
+//! that every request passes first.
+
+mod auth_layer;
+mod convert;
+mod handlers;
+pub mod status;
+
+pub use auth_layer::principal;
+
+use crate::service::Services;
+use cardhsm_proto::v1 as pb;
+use hsm_config::ServerConfig;
+use std::future::Future;
+use std::net::SocketAddr;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// A bound, not yet serving, gRPC listener.
+#[derive(Debug)]
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    pub local_addr: SocketAddr,
+}
+
+/// Binds the configured address (port 0 picks a free port).
+pub async fn bind(config: &ServerConfig) -> std::io::Result<Listener> {
+    let listener = tokio::net::TcpListener::bind(config.grpc_listen).await?;
+    let local_addr = listener.local_addr()?;
+    Ok(Listener { listener, local_addr })
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS: cannot read {path}: {message}")]
+    TlsFile { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Tls(tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("gRPC server: {0}")]
+    Transport(tonic::transport::Error),
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight calls.
+pub async fn serve(
+    config: &ServerConfig,
+    listener: Listener,
+    services: Services,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::auth_service_server::AuthServiceServer<handlers::AuthApi>>().await;
+    health.set_serving::<pb::card_service_server::CardServiceServer<handlers::CardApi>>().await;
+    health.set_serving::<pb::user_service_server::UserServiceServer<handlers::UserApi>>().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ServeError::TlsFile { path: p.display().to_string(), message: e.to_string() })
+        };
+        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
+        if let Some(ca) = &tls.client_ca_file {
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        builder = builder.tls_config(tls_config).map_err(ServeError::Tls)?;
+    }
+    let incoming = TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+    builder
+        .layer(auth_layer::AuthLayer::new(services.auth.clone()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pb::auth_service_server::AuthServiceServer::new(handlers::AuthApi(services.clone())))
+        .add_service(pb::card_service_server::CardServiceServer::new(handlers::CardApi(services.clone())))
+        .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(ServeError::Transport)
+}

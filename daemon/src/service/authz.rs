@@ -1,0 +1,107 @@
+//! Authorization in one place: the table from every RPC to the roles allowed to call it.
+//! The gRPC layer asks [`rule_for`] before a request reaches a service; a test walks every
+//! method in the API's descriptor set and fails if one is missing here.
+
+use super::Role;
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed (login, refresh, health).
+    Public,
+    /// Any authenticated principal.
+    Authenticated,
+    /// A principal holding at least one of these roles.
+    Roles(&'static [Role]),
+}
+
+const ADMIN: &[Role] = &[Role::Admin];
+const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
+const ANY_ROLE: &[Role] = &[Role::Admin, Role::Operator, Role::User];
+
+/// Every RPC of the cardhsm.v1 API. USER-role callers of card reads are further limited to
+/// their own cards by the card service.
+pub const RULES: &[(&str, Access)] = &[
+    ("/cardhsm.v1.AuthService/Login", Access::Public),
+    ("/cardhsm.v1.AuthService/Refresh", Access::Public),
+    ("/cardhsm.v1.AuthService/WhoAmI", Access::Authenticated),
+    ("/cardhsm.v1.CardService/ListCards", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.CardService/GetCard", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.CardService/RegisterCard", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/IssueCard", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/DisableCard", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/EnableCard", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/RevokeCard", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/PreUpdateCard", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/ListTokens", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.UserService/CreateUser", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ADMIN)),
+];
+
+/// Standard services that are not ours: health is public (load balancers probe it without
+/// credentials); reflection needs a signed-in caller.
+const FOREIGN_PREFIXES: &[(&str, Access)] = &[
+    ("/grpc.health.v1.Health/", Access::Public),
+    ("/grpc.reflection.v1.ServerReflection/", Access::Authenticated),
+    ("/grpc.reflection.v1alpha.ServerReflection/", Access::Authenticated),
+];
+
+/// The rule for a gRPC method path, or `None` when there is none (the caller denies).
+pub fn rule_for(path: &str) -> Option<Access> {
+    RULES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, a)| *a)
+        .or_else(|| FOREIGN_PREFIXES.iter().find(|(p, _)| path.starts_with(p)).map(|(_, a)| *a))
+}
+
+/// Whether a principal with `roles` satisfies `access` (authentication already checked).
+pub fn allows(access: Access, roles: &[Role]) -> bool {
+    match access {
+        Access::Public | Access::Authenticated => true,
+        Access::Roles(allowed) => roles.iter().any(|r| allowed.contains(r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rpc_in_the_descriptor_set_has_a_rule() {
+        let methods = cardhsm_proto::all_method_paths();
+        assert!(methods.len() >= 14, "descriptor set looks empty: {methods:?}");
+        let missing: Vec<_> = methods.iter().filter(|m| !RULES.iter().any(|(p, _)| p == *m)).collect();
+        assert!(missing.is_empty(), "RPCs without an authorization rule: {missing:?}");
+    }
+
+    #[test]
+    fn every_rule_names_a_real_rpc() {
+        let methods = cardhsm_proto::all_method_paths();
+        let stale: Vec<_> = RULES.iter().filter(|(p, _)| !methods.iter().any(|m| m == p)).collect();
+        assert!(stale.is_empty(), "rules for RPCs that do not exist: {stale:?}");
+    }
+
+    #[test]
+    fn only_login_refresh_and_health_are_public() {
+        let public: Vec<_> = RULES.iter().filter(|(_, a)| *a == Access::Public).map(|(p, _)| *p).collect();
+        assert_eq!(public, ["/cardhsm.v1.AuthService/Login", "/cardhsm.v1.AuthService/Refresh"]);
+        assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Some(Access::Public));
+        assert_eq!(
+            rule_for("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            Some(Access::Authenticated)
+        );
+        assert_eq!(rule_for("/cardhsm.v1.Nope/Nothing"), None);
+    }
+
+    #[test]
+    fn user_role_cannot_mutate_cards_or_manage_users() {
+        for path in ["/cardhsm.v1.CardService/RevokeCard", "/cardhsm.v1.UserService/CreateUser"] {
+            let rule = rule_for(path).expect("rule");
+            assert!(!allows(rule, &[Role::User]), "{path}");
+            assert!(allows(rule, &[Role::Admin]), "{path}");
+        }
+        assert!(allows(rule_for("/cardhsm.v1.CardService/ListCards").expect("rule"), &[Role::User]));
+        assert!(!allows(rule_for("/cardhsm.v1.UserService/ListUsers").expect("rule"), &[Role::Operator]));
+    }
+}

@@ -1,0 +1,135 @@
+//! The card lifecycle in one place: which action is allowed from which state, and where it
+//! leads. Pure logic; the card service applies it inside the store transaction.
+
+use crate::store::cards::CardState;
+
+/// Something done to a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardAction {
+    /// Start issuing keys (from ASSIGNED, or PENDING_UPDATE for a re-issue, or resuming an
+    /// interrupted PENDING_ISSUE).
+    BeginIssue,
+    /// Keys are on the card: issuance finished.
+    CompleteIssue,
+    Disable,
+    Enable,
+    Revoke,
+    PreUpdate,
+}
+
+impl CardAction {
+    /// The RPC name, for error messages.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            CardAction::BeginIssue | CardAction::CompleteIssue => "IssueCard",
+            CardAction::Disable => "DisableCard",
+            CardAction::Enable => "EnableCard",
+            CardAction::Revoke => "RevokeCard",
+            CardAction::PreUpdate => "PreUpdateCard",
+        }
+    }
+}
+
+/// An action the card's state does not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IllegalTransition {
+    pub from: CardState,
+    pub action: CardAction,
+    /// The states the action is allowed from.
+    pub allowed_from: Vec<CardState>,
+}
+
+impl std::fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let allowed: Vec<&str> = self.allowed_from.iter().map(|s| s.as_str()).collect();
+        write!(f, "card is {}; {} needs the card to be {}", self.from, self.action.rpc(), allowed.join(" or "))
+    }
+}
+
+/// The state after `action`, or why it is refused.
+pub fn transition(from: CardState, action: CardAction) -> Result<CardState, IllegalTransition> {
+    use CardAction as A;
+    use CardState as S;
+    let to = match (action, from) {
+        (A::BeginIssue, S::Assigned | S::PendingUpdate | S::PendingIssue) => Some(S::PendingIssue),
+        (A::CompleteIssue, S::PendingIssue) => Some(S::Active),
+        (A::Disable, S::Active) => Some(S::Disabled),
+        (A::Enable, S::Disabled) => Some(S::Active),
+        // PreUpdate is refused for a card that is disabled, assigned, revoked, or pending
+        // issue or update: only an active card can be marked for update.
+        (A::PreUpdate, S::Active) => Some(S::PendingUpdate),
+        (A::Revoke, s) if s != S::Revoked => Some(S::Revoked),
+        _ => None,
+    };
+    to.ok_or_else(|| IllegalTransition {
+        from,
+        action,
+        allowed_from: CardState::ALL.into_iter().filter(|s| allowed(*s, action)).collect(),
+    })
+}
+
+fn allowed(from: CardState, action: CardAction) -> bool {
+    // Defined through `transition` itself so the two can never disagree.
+    match (action, from) {
+        (CardAction::Revoke, CardState::Revoked) => false,
+        (CardAction::Revoke, _) => true,
+        _ => matches!(
+            (action, from),
+            (CardAction::BeginIssue, CardState::Assigned | CardState::PendingUpdate | CardState::PendingIssue)
+                | (CardAction::CompleteIssue, CardState::PendingIssue)
+                | (CardAction::Disable, CardState::Active)
+                | (CardAction::Enable, CardState::Disabled)
+                | (CardAction::PreUpdate, CardState::Active)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CardAction as A;
+    use CardState as S;
+
+    const ACTIONS: [CardAction; 6] =
+        [A::BeginIssue, A::CompleteIssue, A::Disable, A::Enable, A::Revoke, A::PreUpdate];
+
+    #[test]
+    fn the_full_table() {
+        let expected = |from: S, action: A| -> Option<S> {
+            match (from, action) {
+                (S::Assigned, A::BeginIssue) => Some(S::PendingIssue),
+                (S::PendingUpdate, A::BeginIssue) => Some(S::PendingIssue),
+                (S::PendingIssue, A::BeginIssue) => Some(S::PendingIssue),
+                (S::PendingIssue, A::CompleteIssue) => Some(S::Active),
+                (S::Active, A::Disable) => Some(S::Disabled),
+                (S::Disabled, A::Enable) => Some(S::Active),
+                (S::Active, A::PreUpdate) => Some(S::PendingUpdate),
+                (S::Revoked, A::Revoke) => None,
+                (_, A::Revoke) => Some(S::Revoked),
+                _ => None,
+            }
+        };
+        for from in S::ALL {
+            for action in ACTIONS {
+                assert_eq!(transition(from, action).ok(), expected(from, action), "{from} --{action:?}-->");
+            }
+        }
+    }
+
+    #[test]
+    fn preupdate_is_refused_outside_active_and_says_the_state() {
+        for from in [S::Disabled, S::Assigned, S::Revoked, S::PendingIssue, S::PendingUpdate] {
+            let err = transition(from, A::PreUpdate).expect_err("must be refused");
+            let msg = err.to_string();
+            assert!(msg.contains(from.as_str()), "{msg}");
+            assert!(msg.contains("PreUpdateCard needs the card to be ACTIVE"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn revoked_is_final() {
+        for action in ACTIONS {
+            assert!(transition(S::Revoked, action).is_err(), "{action:?}");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Cards and the key pairs issued onto them. The lifecycle rules live in the service layer;
+//! this module only reads and writes rows.
+
+use super::StoreError;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+/// Persisted card states (the text in the `state` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CardState {
+    Assigned,
+    PendingIssue,
+    Active,
+    Disabled,
+    PendingUpdate,
+    Revoked,
+}
+
+impl CardState {
+    pub const ALL: [CardState; 6] = [
+        CardState::Assigned,
+        CardState::PendingIssue,
+        CardState::Active,
+        CardState::Disabled,
+        CardState::PendingUpdate,
+        CardState::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardState::Assigned => "ASSIGNED",
+            CardState::PendingIssue => "PENDING_ISSUE",
+            CardState::Active => "ACTIVE",
+            CardState::Disabled => "DISABLED",
+            CardState::PendingUpdate => "PENDING_UPDATE",
+            CardState::Revoked => "REVOKED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CardState> {
+        CardState::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key pair on a card, as recorded when it was generated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardKeyRecord {
+    pub label: String,
+    pub key_id: Vec<u8>,
+    pub algorithm: String,
+    pub public_key_der: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// A stored card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardRecord {
+    pub id: String,
+    pub token_serial: String,
+    pub owner: String,
+    pub label: String,
+    pub pac_number: String,
+    pub state: CardState,
+    pub policy: String,
+    pub pending_policy: Option<String>,
+    pub revoke_reason: Option<i32>,
+    pub atr: String,
+    /// Incremented each time issuance starts; key ids derive from it, so a resumed issuance
+    /// regenerates the same ids and never leaves two sets of keys behind.
+    pub issue_generation: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub keys: Vec<CardKeyRecord>,
+}
+
+const COLUMNS: &str = "id, token_serial, owner, label, pac_number, state, policy, pending_policy, revoke_reason, \
+                       atr, issue_generation, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<CardRecord> {
+    let state: String = r.get(5)?;
+    let state = CardState::parse(&state).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, format!("bad card state {state:?}").into())
+    })?;
+    Ok(CardRecord {
+        id: r.get(0)?,
+        token_serial: r.get(1)?,
+        owner: r.get(2)?,
+        label: r.get(3)?,
+        pac_number: r.get(4)?,
+        state,
+        policy: r.get(6)?,
+        pending_policy: r.get(7)?,
+        revoke_reason: r.get(8)?,
+        atr: r.get(9)?,
+        issue_generation: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+        keys: Vec::new(),
+    })
+}
+
+pub fn insert(tx: &Transaction<'_>, card: &CardRecord) -> Result<(), StoreError> {
+    tx.prepare_cached(&format!("INSERT INTO cards ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"))?
+        .execute(params![
+            card.id,
+            card.token_serial,
+            card.owner,
+            card.label,
+            card.pac_number,
+            card.state.as_str(),
+            card.policy,
+            card.pending_policy,
+            card.revoke_reason,
+            card.atr,
+            card.issue_generation,
+            card.created_at,
+            card.updated_at
+        ])?;
+    Ok(())
+}
+
+/// Writes every mutable column of `card` (not its keys).
+pub fn update(tx: &Transaction<'_>, card: &CardRecord) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE cards SET owner = ?2, label = ?3, pac_number = ?4, state = ?5, policy = ?6, pending_policy = ?7,
+             revoke_reason = ?8, atr = ?9, issue_generation = ?10, updated_at = ?11 WHERE id = ?1",
+        )?
+        .execute(params![
+            card.id,
+            card.owner,
+            card.label,
+            card.pac_number,
+            card.state.as_str(),
+            card.policy,
+            card.pending_policy,
+            card.revoke_reason,
+            card.atr,
+            card.issue_generation,
+            card.updated_at
+        ])?;
+    if n != 1 {
+        return Err(StoreError::Corrupt(format!("card {} vanished during update", card.id)));
+    }
+    Ok(())
+}
+
+/// Replaces the card's recorded keys.
+pub fn replace_keys(tx: &Transaction<'_>, card_id: &str, keys: &[CardKeyRecord]) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM card_keys WHERE card_id = ?1")?.execute(params![card_id])?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO card_keys (card_id, label, key_id, algorithm, public_key_der, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for k in keys {
+        stmt.execute(params![card_id, k.label, k.key_id, k.algorithm, k.public_key_der, k.created_at])?;
+    }
+    Ok(())
+}
+
+/// One card with its keys.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<CardRecord>, StoreError> {
+    let card = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM cards WHERE id = ?1"))?
+        .query_row(params![id], from_row)
+        .optional()?;
+    match card {
+        Some(mut c) => {
+            c.keys = keys_of(conn, &c.id)?;
+            Ok(Some(c))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The card bound to a token that is not revoked, if any.
+pub fn live_by_token(conn: &Connection, token_serial: &str) -> Result<Option<CardRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM cards WHERE token_serial = ?1 AND state <> 'REVOKED'"))?
+        .query_row(params![token_serial], from_row)
+        .optional()?)
+}
+
+/// Token serial → live card id, for every live card.
+pub fn live_token_bindings(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT token_serial, id FROM cards WHERE state <> 'REVOKED'")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn keys_of(conn: &Connection, card_id: &str) -> Result<Vec<CardKeyRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT label, key_id, algorithm, public_key_der, created_at FROM card_keys WHERE card_id = ?1 ORDER BY label",
+    )?;
+    let rows = stmt.query_map(params![card_id], |r| {
+        Ok(CardKeyRecord {
+            label: r.get(0)?,
+            key_id: r.get(1)?,
+            algorithm: r.get(2)?,
+            public_key_der: r.get(3)?,
+            created_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A page of one owner's cards (optionally in one state), oldest first, and the total.
+pub fn list_by_owner(
+    conn: &Connection,
+    owner: &str,
+    state: Option<CardState>,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<CardRecord>, u64), StoreError> {
+    let state = state.map(CardState::as_str);
+    let mut cards = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM cards WHERE owner = ?1 AND (?2 IS NULL OR state = ?2)
+             ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
+        ))?
+        .query_map(params![owner, state, limit as i64, offset as i64], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM cards WHERE owner = ?1 AND (?2 IS NULL OR state = ?2)")?
+        .query_row(params![owner, state], |r| r.get(0))?;
+    for c in &mut cards {
+        c.keys = keys_of(conn, &c.id)?;
+    }
+    Ok((cards, total as u64))
+}
+
+pub fn count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM cards", [], |r| r.get(0))?)
+}

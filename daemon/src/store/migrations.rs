@@ -1,0 +1,122 @@
+//! Versioned schema migrations, applied at open. The version lives in `PRAGMA user_version`;
+//! a database newer than this binary is refused rather than misread.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+/// Each entry upgrades the schema from version `index` to `index + 1`. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, refresh-token families, cards and their keys, the audit log, service keys.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        roles         TEXT NOT NULL,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE refresh_tokens (
+        token_hash BLOB PRIMARY KEY,
+        family_id  TEXT NOT NULL,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
+    CREATE TABLE cards (
+        id               TEXT PRIMARY KEY,
+        token_serial     TEXT NOT NULL,
+        owner            TEXT NOT NULL COLLATE NOCASE,
+        label            TEXT NOT NULL,
+        pac_number       TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        policy           TEXT NOT NULL,
+        pending_policy   TEXT,
+        revoke_reason    INTEGER,
+        atr              TEXT NOT NULL DEFAULT '',
+        issue_generation INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    -- A token is bound to at most one card that is not revoked.
+    CREATE UNIQUE INDEX cards_live_token ON cards(token_serial) WHERE state <> 'REVOKED';
+    CREATE INDEX cards_owner ON cards(owner, created_at, id);
+    CREATE TABLE card_keys (
+        card_id        TEXT NOT NULL REFERENCES cards(id) ON DELETE CASCADE,
+        label          TEXT NOT NULL,
+        key_id         BLOB NOT NULL,
+        algorithm      TEXT NOT NULL,
+        public_key_der BLOB NOT NULL,
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (card_id, label)
+    );
+    CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        target_type TEXT NOT NULL,
+        target_id   TEXT NOT NULL,
+        detail      TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_target ON audit_log(target_type, target_id, id);
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`], each step in its own transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied store migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_reaches_current_version_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite3");
+        let mut conn = Connection::open(&path).expect("open");
+        migrate(&mut conn).expect("migrate");
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+        // Migrating again is a no-op.
+        migrate(&mut conn).expect("migrate again");
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join("db.sqlite3")).expect("open");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("set version");
+        match migrate(&mut conn) {
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                assert_eq!(found, SCHEMA_VERSION + 1);
+                assert_eq!(supported, SCHEMA_VERSION);
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Users: login names, argon2id password hashes and roles.
+
+use super::{StoreError, now};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+/// A stored user. `password_hash` is a PHC string (argon2id), never a password.
+#[derive(Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    /// Role names, e.g. `ADMIN`.
+    pub roles: Vec<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLUMNS: &str = "id, username, password_hash, roles, enabled, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let roles: String = r.get(3)?;
+    Ok(UserRecord {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        password_hash: r.get(2)?,
+        roles: roles.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        enabled: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+pub fn insert(tx: &Transaction<'_>, user: &UserRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO users (id, username, password_hash, roles, enabled, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            user.id,
+            user.username,
+            user.password_hash,
+            user.roles.join(","),
+            user.enabled,
+            user.created_at,
+            user.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn by_username(conn: &Connection, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE username = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![username], from_row).optional()?)
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![id], from_row).optional()?)
+}
+
+pub fn count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+}
+
+/// A page of users ordered by creation, and the total.
+pub fn list(conn: &Connection, offset: u64, limit: u64) -> Result<(Vec<UserRecord>, u64), StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2");
+    let users = conn
+        .prepare_cached(&sql)?
+        .query_map(params![limit as i64, offset as i64], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((users, count(conn)? as u64))
+}
+
+pub fn set_password_hash(tx: &Transaction<'_>, id: &str, hash: &str) -> Result<(), StoreError> {
+    tx.execute("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1", params![id, hash, now()])?;
+    Ok(())
+}
