@@ -56,7 +56,7 @@ fn num_cpus() -> usize {
 async fn list_cards_bench(env: &TestEnv, phase: Duration) -> anyhow::Result<()> {
     let mut daemon = Daemon::start_with(env, "[logging]\nlevel = \"warn\"\n").await?;
     daemon.stop().await;
-    seed_cards(&daemon.db_path())?;
+    seed_cards(&env.store_path())?;
     daemon.restart().await;
     let token = {
         let ch = tonic::transport::Channel::from_shared(daemon.endpoint.clone())?.connect().await?;

@@ -64,7 +64,7 @@ async fn login_refresh_and_whoami() {
 async fn wrong_password_and_unknown_user_look_the_same_and_change_nothing() {
     let env = TestEnv::new(0).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
-    let before = store_snapshot(&daemon.db_path());
+    let before = store_snapshot(&env.store_path());
     let mut anon = api(&daemon.endpoint, None).await;
     let wrong = expect_code(
         anon.auth.login(pb::LoginRequest { username: "admin".into(), password: "wrong-password".into() }).await,
@@ -80,7 +80,7 @@ async fn wrong_password_and_unknown_user_look_the_same_and_change_nothing() {
     );
     assert_eq!(wrong.message(), unknown.message());
     assert_eq!(wrong.message(), empty.message());
-    assert_eq!(store_snapshot(&daemon.db_path()), before);
+    assert_eq!(store_snapshot(&env.store_path()), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,7 +109,7 @@ async fn missing_forged_and_expired_tokens_are_unauthenticated() {
     }
 
     // Expired: signed with the daemon's real key (read from its store), expiry in the past.
-    let conn = rusqlite::Connection::open(daemon.db_path()).expect("db");
+    let conn = rusqlite::Connection::open(env.store_path()).expect("db");
     let key: Vec<u8> = conn
         .query_row("SELECT value FROM meta WHERE key = 'auth.access_token_hmac_key'", [], |r| r.get(0))
         .expect("signing key");
@@ -159,9 +159,11 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
         .await
         .expect("register")
         .into_inner();
-    let before = store_snapshot(&daemon.db_path());
-
+    // Both sign in first (a login writes a refresh token and an audit record), then every
+    // refused call below must leave the store as it was.
     let mut user = api_as(&daemon.endpoint, "user1@corp.example", USER_PASSWORD).await;
+    let mut officer = api_as(&daemon.endpoint, "officer", OPERATOR_PASSWORD).await;
+    let before = store_snapshot(&env.store_path());
     // Administrator and operator RPCs.
     expect_code(user.cards.list_tokens(pb::ListTokensRequest {}).await, Code::PermissionDenied);
     expect_code(user.cards.revoke_card(pb::RevokeCardRequest { id: mine.id.clone(), reason: 2, comment: String::new() }).await, Code::PermissionDenied);
@@ -189,10 +191,9 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
     expect_code(user.cards.get_card(pb::GetCardRequest { id: theirs.id.clone() }).await, Code::NotFound);
 
     // An operator runs the card lifecycle but does not manage users.
-    let mut officer = api_as(&daemon.endpoint, "officer", OPERATOR_PASSWORD).await;
     expect_code(officer.users.list_users(pb::ListUsersRequest { page: None }).await, Code::PermissionDenied);
     officer.cards.list_tokens(pb::ListTokensRequest {}).await.expect("operator lists tokens");
-    assert_eq!(store_snapshot(&daemon.db_path()), before, "refused calls changed the store");
+    assert_eq!(store_snapshot(&env.store_path()), before, "refused calls changed the store");
     officer.cards.disable_card(pb::CardActionRequest { id: mine.id.clone(), comment: String::new() }).await.expect_err("assigned card cannot be disabled");
     officer.cards.revoke_card(pb::RevokeCardRequest { id: theirs.id.clone(), reason: 6, comment: String::new() }).await.expect("operator revokes");
 }
@@ -202,7 +203,7 @@ async fn users_are_created_validated_and_listed() {
     let env = TestEnv::new(0).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let before = store_snapshot(&daemon.db_path());
+    let before = store_snapshot(&env.store_path());
     let req = |u: &str, p: &str, roles: Vec<i32>| pb::CreateUserRequest { username: u.into(), password: p.into(), roles };
     expect_invalid_field(admin.users.create_user(req("ab", USER_PASSWORD, vec![3])).await, "username");
     expect_invalid_field(admin.users.create_user(req("has space", USER_PASSWORD, vec![3])).await, "username");
@@ -210,7 +211,7 @@ async fn users_are_created_validated_and_listed() {
     expect_invalid_field(admin.users.create_user(req("noroles", USER_PASSWORD, vec![])).await, "roles");
     expect_invalid_field(admin.users.create_user(req("badrole", USER_PASSWORD, vec![3, 99])).await, "roles[1]");
     expect_code(admin.users.create_user(req("ADMIN", USER_PASSWORD, vec![3])).await, Code::AlreadyExists);
-    assert_eq!(store_snapshot(&daemon.db_path()), before);
+    assert_eq!(store_snapshot(&env.store_path()), before);
 
     let u = create_user(&mut admin, "alice", USER_PASSWORD, pb::Role::Operator).await;
     assert_eq!(u.roles, [pb::Role::Operator as i32]);

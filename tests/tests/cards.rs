@@ -123,7 +123,7 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert_ne!(again.into_inner().id, card.id);
 
     // The audit log holds every step.
-    let conn = rusqlite::Connection::open(daemon.db_path()).expect("db");
+    let conn = rusqlite::Connection::open(env.store_path()).expect("db");
     let actions: Vec<String> = conn
         .prepare("SELECT action FROM audit_log WHERE target_id = ?1 ORDER BY id")
         .expect("prepare")
@@ -209,7 +209,7 @@ async fn pending_issue_refuses_preupdate_and_resumes_after_a_restart() {
     daemon.stop().await;
     // Simulate a daemon killed between "PENDING_ISSUE committed" and "keys generated".
     {
-        let conn = rusqlite::Connection::open(daemon.db_path()).expect("db");
+        let conn = rusqlite::Connection::open(env.store_path()).expect("db");
         let n = conn
             .execute(
                 "UPDATE cards SET state = 'PENDING_ISSUE', issue_generation = issue_generation + 1 WHERE id = ?1",
@@ -238,7 +238,7 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let card = api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await.expect("register").into_inner();
-    let before = store_snapshot(&daemon.db_path());
+    let before = store_snapshot(&env.store_path());
 
     // Owner: empty and malformed.
     for owner in ["", "   ", "not-an-upn", "a@b", "two@at@corp.example", "sp ace@corp.example"] {
@@ -313,7 +313,7 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
         "policy",
     );
 
-    assert_eq!(store_snapshot(&daemon.db_path()), before, "a refused request changed the store");
+    assert_eq!(store_snapshot(&env.store_path()), before, "a refused request changed the store");
 }
 
 #[tokio::test(flavor = "multi_thread")]

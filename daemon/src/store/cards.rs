@@ -220,7 +220,7 @@ pub fn list_by_owner(
     let mut cards = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM cards WHERE owner = ?1 AND (?2 IS NULL OR state = ?2)
-             ORDER BY created_at, id LIMIT ?3 OFFSET ?4"
+             ORDER BY created_at, rowid LIMIT ?3 OFFSET ?4"
         ))?
         .query_map(params![owner, state, limit as i64, offset as i64], from_row)?
         .collect::<Result<Vec<_>, _>>()?;

@@ -48,7 +48,7 @@ const MIGRATIONS: &[&str] = &[
     );
     -- A token is bound to at most one card that is not revoked.
     CREATE UNIQUE INDEX cards_live_token ON cards(token_serial) WHERE state <> 'REVOKED';
-    CREATE INDEX cards_owner ON cards(owner, created_at, id);
+    CREATE INDEX cards_owner ON cards(owner, created_at); -- rowid breaks ties: insertion order
     CREATE TABLE card_keys (
         card_id        TEXT NOT NULL REFERENCES cards(id) ON DELETE CASCADE,
         label          TEXT NOT NULL,

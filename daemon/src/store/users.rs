@@ -75,7 +75,7 @@ pub fn count(conn: &Connection) -> Result<i64, StoreError> {
 
 /// A page of users ordered by creation, and the total.
 pub fn list(conn: &Connection, offset: u64, limit: u64) -> Result<(Vec<UserRecord>, u64), StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, id LIMIT ?1 OFFSET ?2");
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, rowid LIMIT ?1 OFFSET ?2");
     let users = conn
         .prepare_cached(&sql)?
         .query_map(params![limit as i64, offset as i64], from_row)?
