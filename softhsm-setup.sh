@@ -60,7 +60,9 @@ card_pin_file=""
 so_pin_file=""
 
 need_arg() {
-    [ "$#" -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"
+    if [ "$#" -lt 2 ] || [ -z "$2" ]; then
+        die "$1 needs a value (see --help)"
+    fi
 }
 
 while [ "$#" -gt 0 ]; do
@@ -158,7 +160,9 @@ read_pin_file() {
 
 check_pin() {
     local what="$1" v="$2"
-    [ "${#v}" -ge 4 ] && [ "${#v}" -le 255 ] || die "$what must be 4 to 255 characters long"
+    if [ "${#v}" -lt 4 ] || [ "${#v}" -gt 255 ]; then
+        die "$what must be 4 to 255 characters long"
+    fi
     case "$v" in *$'\n'* | *$'\r'*) die "$what must not contain a newline" ;; esac
 }
 
@@ -233,6 +237,9 @@ has_token "$daemon_label" && daemon_exists=yes
 printf '%s\n' "$existing" | grep -q '^card-[0-9]' && card_exists=yes
 [ -n "$existing" ] && any_exists=yes
 
+daemon_pin=""
+card_pin=""
+so_pin=""
 settle_pin daemon_pin "daemon PIN" "$pin_file" CARDHSM_TOKEN_PIN "$dir/daemon.pin" "$daemon_exists"
 settle_pin card_pin "card PIN" "$card_pin_file" CARDHSM_CARD_PIN "$dir/card.pin" "$card_exists"
 settle_pin so_pin "SO PIN" "$so_pin_file" CARDHSM_SO_PIN "$dir/so.pin" "$any_exists"

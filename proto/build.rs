@@ -5,8 +5,12 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 4] =
-    [".cardhsm.v1.LoginRequest", ".cardhsm.v1.RefreshRequest", ".cardhsm.v1.LoginResponse", ".cardhsm.v1.CreateUserRequest"];
+const SECRET_MESSAGES: [&str; 4] = [
+    ".cardhsm.v1.LoginRequest",
+    ".cardhsm.v1.RefreshRequest",
+    ".cardhsm.v1.LoginResponse",
+    ".cardhsm.v1.CreateUserRequest",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

@@ -66,3 +66,19 @@ if ! command -v cargo >/dev/null 2>&1; then
         echo "install-deps: Rust installed; run: source \"\$HOME/.cargo/env\" (or open a new shell)" >&2
     fi
 fi
+
+# --- rustfmt and clippy (scripts/test.sh runs both) -------------------------------------------
+if [ -f "$HOME/.cargo/env" ] && ! command -v cargo >/dev/null 2>&1; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+if command -v cargo >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        probe="fmt"
+        [ "$component" = clippy ] && probe="clippy"
+        if ! cargo "$probe" --version >/dev/null 2>&1; then
+            rustup component add "$component" >/dev/null 2>&1 \
+                || die "cargo $probe is missing and 'rustup component add $component' failed"
+        fi
+    done
+fi

@@ -35,7 +35,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let store_cfg = config.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&store_cfg.path, store_cfg.readers))
         .await
-        .map_err(|e| StartError::Store { path: config.store.path.display().to_string(), source: store::StoreError::Task(e.to_string()) })?
+        .map_err(|e| StartError::Store {
+            path: config.store.path.display().to_string(),
+            source: store::StoreError::Task(e.to_string()),
+        })?
         .map_err(|source| StartError::Store { path: config.store.path.display().to_string(), source })?;
     tracing::info!(path = %store.path().display(), schema = store::SCHEMA_VERSION, "store open");
 
@@ -83,7 +86,10 @@ fn announce_bootstrap(bootstrap: Bootstrap, store_path: &Path) {
     match bootstrap {
         Bootstrap::AlreadyDone => {}
         Bootstrap::CreatedWithConfiguredPassword => {
-            tracing::info!(username = "admin", "bootstrap administrator created with the configured password");
+            tracing::info!(
+                username = "admin",
+                "bootstrap administrator created with the configured password"
+            );
         }
         Bootstrap::CreatedWithGeneratedPassword(password) => {
             let dir = store_path.parent().unwrap_or_else(|| Path::new("."));
@@ -93,7 +99,9 @@ fn announce_bootstrap(bootstrap: Bootstrap, store_path: &Path) {
                 eprintln!("cardhsmd: created administrator `admin` with password: {}", password.0.as_str());
             }
             match written {
-                Ok(()) => eprintln!("cardhsmd: the administrator password is in {} (mode 0600)", file.display()),
+                Ok(()) => {
+                    eprintln!("cardhsmd: the administrator password is in {} (mode 0600)", file.display())
+                }
                 Err(e) => tracing::warn!(error = %e, "could not write the bootstrap password file"),
             }
             tracing::info!(username = "admin", "bootstrap administrator created with a generated password");

@@ -4,8 +4,8 @@
 //! authorization; `store/` (SQLite) and `token/` (PKCS#11) are the back ends it drives.
 //! `app` wires them together and runs the server.
 
-pub mod token;
-pub mod store;
-pub mod service;
-pub mod grpc;
 pub mod app;
+pub mod grpc;
+pub mod service;
+pub mod store;
+pub mod token;

@@ -19,7 +19,10 @@ mod redacted_debug {
 
     impl fmt::Debug for LoginRequest {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("LoginRequest").field("username", &self.username).field("password", &"[redacted]").finish()
+            f.debug_struct("LoginRequest")
+                .field("username", &self.username)
+                .field("password", &"[redacted]")
+                .finish()
         }
     }
     impl fmt::Debug for RefreshRequest {

@@ -66,13 +66,19 @@ async fn list_cards_bench(env: &TestEnv, phase: Duration) -> anyhow::Result<()> 
             .into_inner()
             .access_token
     };
-    println!("\n(a) ListCards over loopback, {CARDS} cards in the store ({OWNERS} owners x {} cards)", CARDS / OWNERS);
+    println!(
+        "\n(a) ListCards over loopback, {CARDS} cards in the store ({OWNERS} owners x {} cards)",
+        CARDS / OWNERS
+    );
     println!("    {:<28} {:>5} {:>12} {:>10} {:>10}", "call", "conc", "requests/s", "p50 ms", "p99 ms");
     for concurrency in [1usize, 32] {
         let base = load(&daemon.endpoint, &token, concurrency, phase, Call::Health).await?;
         let list = load(&daemon.endpoint, &token, concurrency, phase, Call::ListCards).await?;
         for (name, r) in [("health check (baseline)", &base), ("ListCards", &list)] {
-            println!("    {:<28} {:>5} {:>12.0} {:>10.3} {:>10.3}", name, concurrency, r.rps, r.p50_ms, r.p99_ms);
+            println!(
+                "    {:<28} {:>5} {:>12.0} {:>10.3} {:>10.3}",
+                name, concurrency, r.rps, r.p50_ms, r.p99_ms
+            );
         }
         println!("    ListCards / baseline at concurrency {concurrency}: {:.2}", list.rps / base.rps);
     }
@@ -117,7 +123,13 @@ struct LoadResult {
     p99_ms: f64,
 }
 
-async fn load(endpoint: &str, token: &str, concurrency: usize, phase: Duration, call: Call) -> anyhow::Result<LoadResult> {
+async fn load(
+    endpoint: &str,
+    token: &str,
+    concurrency: usize,
+    phase: Duration,
+    call: Call,
+) -> anyhow::Result<LoadResult> {
     // A few HTTP/2 connections, as a real client pool would hold.
     let mut channels = Vec::new();
     for _ in 0..concurrency.min(4) {
@@ -151,7 +163,11 @@ async fn load(endpoint: &str, token: &str, concurrency: usize, phase: Duration, 
                             page: None,
                         });
                         req.metadata_mut().insert("authorization", bearer.clone());
-                        cards.list_cards(req).await.map(|r| r.into_inner().cards.len() == CARDS / OWNERS).unwrap_or(false)
+                        cards
+                            .list_cards(req)
+                            .await
+                            .map(|r| r.into_inner().cards.len() == CARDS / OWNERS)
+                            .unwrap_or(false)
                     }
                 };
                 if !ok {
@@ -172,7 +188,9 @@ async fn load(endpoint: &str, token: &str, concurrency: usize, phase: Duration, 
         all.extend(t.await??);
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
     Ok(LoadResult {
         rps: all.len() as f64 / phase.as_secs_f64(),
         p50_ms: pct(0.50) as f64 / 1000.0,
@@ -186,19 +204,28 @@ fn sign_bench(serial: &str, pin_file: &std::path::Path, phase: Duration) -> anyh
     let module = "/usr/lib/softhsm/libsofthsm2.so";
     let key_id = b"bench-p256".to_vec();
     let digest_input = vec![0x5a_u8; 256];
-    println!("\n(b) ECDSA P-256 signatures/s on SoftHSM token card-01 (SHA-256 computed by us, then CKM_ECDSA)");
+    println!(
+        "\n(b) ECDSA P-256 signatures/s on SoftHSM token card-01 (SHA-256 computed by us, then CKM_ECDSA)"
+    );
 
     // The key, made through the token layer so both paths sign with the same object.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut cfg = hsm_config::Pkcs11Config::default();
-    cfg.card_pin = hsm_config::SecretSource::file(pin_file);
-    cfg.sessions_per_token = 2;
+    let cfg = hsm_config::Pkcs11Config {
+        card_pin: hsm_config::SecretSource::file(pin_file),
+        sessions_per_token: 2,
+        ..Default::default()
+    };
     let serial = serial.to_owned();
     {
         let tokens = TokenManager::open(&cfg)?;
         rt.block_on(tokens.generate_key_pair(
             &serial,
-            KeyPairRequest { label: "bench".into(), id: key_id.clone(), algorithm: hsm_config::KeyAlgorithm::EcP256, persistent: true },
+            KeyPairRequest {
+                label: "bench".into(),
+                id: key_id.clone(),
+                algorithm: hsm_config::KeyAlgorithm::EcP256,
+                persistent: true,
+            },
         ))?;
     }
 
@@ -206,7 +233,14 @@ fn sign_bench(serial: &str, pin_file: &std::path::Path, phase: Duration) -> anyh
     let mut raw = Vec::new();
     {
         let pkcs11 = Pkcs11::new(module)?;
-        pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        // The token layer above already initialised the module in this process; a second
+        // C_Initialize answers CRYPTOKI_ALREADY_INITIALIZED, which is fine: both share it.
+        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {
+            }
+            Err(e) => return Err(e.into()),
+        }
         let slot = pkcs11
             .get_slots_with_token()?
             .into_iter()
@@ -222,11 +256,18 @@ fn sign_bench(serial: &str, pin_file: &std::path::Path, phase: Duration) -> anyh
                     handles.push(s.spawn(|| -> anyhow::Result<()> {
                         let session = pkcs11.open_rw_session(slot)?;
                         match session.login(UserType::User, Some(&AuthPin::new(pin.clone().into()))) {
-                            Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+                            Ok(())
+                            | Err(cryptoki::error::Error::Pkcs11(
+                                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                                _,
+                            )) => {}
                             Err(e) => return Err(e.into()),
                         }
                         let key = session
-                            .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(key_id.clone())])?
+                            .find_objects(&[
+                                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                                Attribute::Id(key_id.clone()),
+                            ])?
                             .into_iter()
                             .next()
                             .ok_or_else(|| anyhow::anyhow!("bench key not found"))?;
@@ -250,7 +291,6 @@ fn sign_bench(serial: &str, pin_file: &std::path::Path, phase: Duration) -> anyh
                 Ok(())
             })?;
         }
-        pkcs11.finalize()?;
     }
 
     // The token layer: TokenManager::sign through the pool, from 1 and 2 concurrent callers.
@@ -262,11 +302,14 @@ fn sign_bench(serial: &str, pin_file: &std::path::Path, phase: Duration) -> anyh
             let stop = Arc::new(AtomicBool::new(false));
             let mut tasks = Vec::new();
             for _ in 0..threads {
-                let (tokens, serial, key_id, data) = (tokens.clone(), serial.clone(), key_id.clone(), digest_input.clone());
+                let (tokens, serial, key_id, data) =
+                    (tokens.clone(), serial.clone(), key_id.clone(), digest_input.clone());
                 let (count, stop) = (count.clone(), stop.clone());
                 tasks.push(tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        tokens.sign(&serial, key_id.clone(), SignMechanism::EcdsaSha256, data.clone()).await?;
+                        tokens
+                            .sign(&serial, key_id.clone(), SignMechanism::EcdsaSha256, data.clone())
+                            .await?;
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok::<(), cardhsmd::token::TokenError>(())
@@ -286,7 +329,13 @@ fn sign_bench(serial: &str, pin_file: &std::path::Path, phase: Duration) -> anyh
     }
     println!("    {:<8} {:>16} {:>16} {:>8}", "threads", "raw cryptoki/s", "token layer/s", "ratio");
     for (i, threads) in [1, 2].iter().enumerate() {
-        println!("    {:<8} {:>16.0} {:>16.0} {:>7.1}%", threads, raw[i], pooled[i], 100.0 * pooled[i] / raw[i]);
+        println!(
+            "    {:<8} {:>16.0} {:>16.0} {:>7.1}%",
+            threads,
+            raw[i],
+            pooled[i],
+            100.0 * pooled[i] / raw[i]
+        );
     }
     Ok(())
 }

@@ -465,6 +465,8 @@ impl Daemon {
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("CARDHSM_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD)
             .env("RUST_LOG", rust_log)
+            // Plain text in daemon.log, so tests can search it.
+            .env("NO_COLOR", "1")
             .env_remove("CARDHSM_CONFIG")
             .env_remove("CARDHSM_CARD_PIN")
             .env_remove("CARDHSM_TOKEN_PIN")
@@ -758,7 +760,9 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// The newest modification time of the files cardhsmd is built from.
+/// The newest modification time of the files cardhsmd is built from: the sources, build
+/// scripts, manifests and protos of its workspace crates (not their tests, so a no-op build
+/// is not retried by every test process).
 fn newest_source_mtime() -> Option<SystemTime> {
     fn walk(path: &Path, newest: &mut Option<SystemTime>) {
         let Ok(meta) = fs::symlink_metadata(path) else { return };
@@ -777,8 +781,10 @@ fn newest_source_mtime() -> Option<SystemTime> {
     }
     let root = repo_root();
     let mut newest = None;
-    for p in ["daemon", "hsm-config", "proto", "Cargo.toml", "Cargo.lock"] {
-        walk(&root.join(p), &mut newest);
+    for crate_dir in ["daemon", "hsm-config", "proto"] {
+        for p in ["src", "build.rs", "Cargo.toml", "cardhsm"] {
+            walk(&root.join(crate_dir).join(p), &mut newest);
+        }
     }
     newest
 }

@@ -19,7 +19,11 @@ const OPERATOR_PASSWORD: &str = "operator-password-4567";
 async fn create_user(admin: &mut Api, username: &str, password: &str, role: pb::Role) -> pb::User {
     admin
         .users
-        .create_user(pb::CreateUserRequest { username: username.into(), password: password.into(), roles: vec![role as i32] })
+        .create_user(pb::CreateUserRequest {
+            username: username.into(),
+            password: password.into(),
+            roles: vec![role as i32],
+        })
         .await
         .expect("create user")
         .into_inner()
@@ -54,10 +58,22 @@ async fn login_refresh_and_whoami() {
 
     // Presenting the spent refresh token again is refused and revokes the whole family:
     // the token minted from it no longer refreshes either.
-    expect_code(anon.auth.refresh(pb::RefreshRequest { refresh_token: tokens.refresh_token.clone() }).await, Code::Unauthenticated);
-    expect_code(anon.auth.refresh(pb::RefreshRequest { refresh_token: second.refresh_token.clone() }).await, Code::Unauthenticated);
-    expect_code(anon.auth.refresh(pb::RefreshRequest { refresh_token: "made-up".into() }).await, Code::Unauthenticated);
-    expect_code(anon.auth.refresh(pb::RefreshRequest { refresh_token: String::new() }).await, Code::Unauthenticated);
+    expect_code(
+        anon.auth.refresh(pb::RefreshRequest { refresh_token: tokens.refresh_token.clone() }).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        anon.auth.refresh(pb::RefreshRequest { refresh_token: second.refresh_token.clone() }).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        anon.auth.refresh(pb::RefreshRequest { refresh_token: "made-up".into() }).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        anon.auth.refresh(pb::RefreshRequest { refresh_token: String::new() }).await,
+        Code::Unauthenticated,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,11 +83,15 @@ async fn wrong_password_and_unknown_user_look_the_same_and_change_nothing() {
     let before = store_snapshot(&env.store_path());
     let mut anon = api(&daemon.endpoint, None).await;
     let wrong = expect_code(
-        anon.auth.login(pb::LoginRequest { username: "admin".into(), password: "wrong-password".into() }).await,
+        anon.auth
+            .login(pb::LoginRequest { username: "admin".into(), password: "wrong-password".into() })
+            .await,
         Code::Unauthenticated,
     );
     let unknown = expect_code(
-        anon.auth.login(pb::LoginRequest { username: "nobody".into(), password: "wrong-password".into() }).await,
+        anon.auth
+            .login(pb::LoginRequest { username: "nobody".into(), password: "wrong-password".into() })
+            .await,
         Code::Unauthenticated,
     );
     let empty = expect_code(
@@ -100,7 +120,8 @@ async fn missing_forged_and_expired_tokens_are_unauthenticated() {
     let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).expect("sig");
     sig[0] ^= 1;
     let bad_sig = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&sig));
-    let mut claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("payload")).expect("json");
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("payload")).expect("json");
     claims["usr"] = "mallory".into();
     let bad_payload = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
     for forged in [bad_sig, bad_payload, "garbage".to_owned(), format!("{good}x")] {
@@ -122,7 +143,8 @@ async fn missing_forged_and_expired_tokens_are_unauthenticated() {
         mac.update(format!("cha1.{payload}").as_bytes());
         format!("cha1.{payload}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
     // Control: the same construction with a future expiry is accepted, so the refusal below is
     // about the expiry and nothing else.
     let mut fresh = api(&daemon.endpoint, Some(sign(now + 300))).await;
@@ -166,11 +188,23 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
     let before = store_snapshot(&env.store_path());
     // Administrator and operator RPCs.
     expect_code(user.cards.list_tokens(pb::ListTokensRequest {}).await, Code::PermissionDenied);
-    expect_code(user.cards.revoke_card(pb::RevokeCardRequest { id: mine.id.clone(), reason: 2, comment: String::new() }).await, Code::PermissionDenied);
-    expect_code(user.cards.issue_card(pb::IssueCardRequest { id: mine.id.clone() }).await, Code::PermissionDenied);
+    expect_code(
+        user.cards
+            .revoke_card(pb::RevokeCardRequest { id: mine.id.clone(), reason: 2, comment: String::new() })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        user.cards.issue_card(pb::IssueCardRequest { id: mine.id.clone() }).await,
+        Code::PermissionDenied,
+    );
     expect_code(
         user.users
-            .create_user(pb::CreateUserRequest { username: "sneaky".into(), password: "sneaky-password-1".into(), roles: vec![1] })
+            .create_user(pb::CreateUserRequest {
+                username: "sneaky".into(),
+                password: "sneaky-password-1".into(),
+                roles: vec![1],
+            })
             .await,
         Code::PermissionDenied,
     );
@@ -185,7 +219,9 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
     assert_eq!(own.cards.len(), 1);
     user.cards.get_card(pb::GetCardRequest { id: mine.id.clone() }).await.expect("own card");
     expect_code(
-        user.cards.list_cards(pb::ListCardsRequest { owner: "user2@corp.example".into(), state: 0, page: None }).await,
+        user.cards
+            .list_cards(pb::ListCardsRequest { owner: "user2@corp.example".into(), state: 0, page: None })
+            .await,
         Code::PermissionDenied,
     );
     expect_code(user.cards.get_card(pb::GetCardRequest { id: theirs.id.clone() }).await, Code::NotFound);
@@ -194,8 +230,16 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
     expect_code(officer.users.list_users(pb::ListUsersRequest { page: None }).await, Code::PermissionDenied);
     officer.cards.list_tokens(pb::ListTokensRequest {}).await.expect("operator lists tokens");
     assert_eq!(store_snapshot(&env.store_path()), before, "refused calls changed the store");
-    officer.cards.disable_card(pb::CardActionRequest { id: mine.id.clone(), comment: String::new() }).await.expect_err("assigned card cannot be disabled");
-    officer.cards.revoke_card(pb::RevokeCardRequest { id: theirs.id.clone(), reason: 6, comment: String::new() }).await.expect("operator revokes");
+    officer
+        .cards
+        .disable_card(pb::CardActionRequest { id: mine.id.clone(), comment: String::new() })
+        .await
+        .expect_err("assigned card cannot be disabled");
+    officer
+        .cards
+        .revoke_card(pb::RevokeCardRequest { id: theirs.id.clone(), reason: 6, comment: String::new() })
+        .await
+        .expect("operator revokes");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -204,12 +248,19 @@ async fn users_are_created_validated_and_listed() {
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let before = store_snapshot(&env.store_path());
-    let req = |u: &str, p: &str, roles: Vec<i32>| pb::CreateUserRequest { username: u.into(), password: p.into(), roles };
+    let req = |u: &str, p: &str, roles: Vec<i32>| pb::CreateUserRequest {
+        username: u.into(),
+        password: p.into(),
+        roles,
+    };
     expect_invalid_field(admin.users.create_user(req("ab", USER_PASSWORD, vec![3])).await, "username");
     expect_invalid_field(admin.users.create_user(req("has space", USER_PASSWORD, vec![3])).await, "username");
     expect_invalid_field(admin.users.create_user(req("shortpw", "short", vec![3])).await, "password");
     expect_invalid_field(admin.users.create_user(req("noroles", USER_PASSWORD, vec![])).await, "roles");
-    expect_invalid_field(admin.users.create_user(req("badrole", USER_PASSWORD, vec![3, 99])).await, "roles[1]");
+    expect_invalid_field(
+        admin.users.create_user(req("badrole", USER_PASSWORD, vec![3, 99])).await,
+        "roles[1]",
+    );
     expect_code(admin.users.create_user(req("ADMIN", USER_PASSWORD, vec![3])).await, Code::AlreadyExists);
     assert_eq!(store_snapshot(&env.store_path()), before);
 
@@ -232,14 +283,17 @@ async fn health_is_public_and_reflection_lists_our_services() {
     let ch = channel(&daemon.endpoint).await;
     let mut health = HealthClient::new(ch.clone());
     for service in ["", "cardhsm.v1.CardService", "cardhsm.v1.AuthService"] {
-        let r = health.check(HealthCheckRequest { service: service.into() }).await.expect("health without a token");
+        let r = health
+            .check(HealthCheckRequest { service: service.into() })
+            .await
+            .expect("health without a token");
         assert_eq!(r.into_inner().status, ServingStatus::Serving as i32, "{service:?}");
     }
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let list = || {
         tokio_stream::iter([ServerReflectionRequest {
             host: String::new(),
@@ -264,7 +318,12 @@ async fn health_is_public_and_reflection_lists_our_services() {
         panic!("unexpected reflection answer {answer:?}")
     };
     let names: Vec<_> = services.service.iter().map(|s| s.name.as_str()).collect();
-    for expected in ["cardhsm.v1.AuthService", "cardhsm.v1.CardService", "cardhsm.v1.UserService", "grpc.health.v1.Health"] {
+    for expected in [
+        "cardhsm.v1.AuthService",
+        "cardhsm.v1.CardService",
+        "cardhsm.v1.UserService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
 }
@@ -278,12 +337,19 @@ async fn passwords_and_pins_never_reach_the_log() {
     // Exercise the paths that handle secrets: failed and good logins, refresh, token use, a
     // card issuance that logs in to the card token with its PIN.
     let mut anon = api(&daemon.endpoint, None).await;
-    let _ = anon.auth.login(pb::LoginRequest { username: "bob".into(), password: "wrong-but-secret-pw".into() }).await;
+    let _ = anon
+        .auth
+        .login(pb::LoginRequest { username: "bob".into(), password: "wrong-but-secret-pw".into() })
+        .await;
     let t = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
     anon.auth.refresh(pb::RefreshRequest { refresh_token: t.refresh_token.clone() }).await.expect("refresh");
     let card = admin
         .cards
-        .register_card(pb::RegisterCardRequest { token_serial: env.card_serials[0].clone(), owner: "bob@corp.example".into(), ..Default::default() })
+        .register_card(pb::RegisterCardRequest {
+            token_serial: env.card_serials[0].clone(),
+            owner: "bob@corp.example".into(),
+            ..Default::default()
+        })
         .await
         .expect("register")
         .into_inner();
@@ -291,7 +357,15 @@ async fn passwords_and_pins_never_reach_the_log() {
 
     let log = daemon.log();
     assert!(log.contains("gRPC listening"), "the log was captured: {log}");
-    for secret in [ADMIN_PASSWORD, USER_PASSWORD, "wrong-but-secret-pw", env.card_pin.as_str(), env.daemon_pin.as_str(), t.refresh_token.as_str(), t.access_token.as_str()] {
+    for secret in [
+        ADMIN_PASSWORD,
+        USER_PASSWORD,
+        "wrong-but-secret-pw",
+        env.card_pin.as_str(),
+        env.daemon_pin.as_str(),
+        t.refresh_token.as_str(),
+        t.access_token.as_str(),
+    ] {
         assert!(!secret.is_empty());
         assert!(!log.contains(secret), "a secret reached the daemon log");
     }

@@ -46,7 +46,8 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert!(card.keys.is_empty());
 
     // Issue: ACTIVE with the policy's key pair generated on the card token.
-    let issued = api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("issue").into_inner();
+    let issued =
+        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("issue").into_inner();
     assert_eq!(issued.state, S::Active as i32);
     assert_eq!(issued.keys.len(), 1);
     let key = &issued.keys[0];
@@ -61,6 +62,7 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert_eq!(private[0].sensitive, Some(true));
     assert_eq!(private[0].extractable, Some(false));
     assert_eq!(private[0].label, "auth");
+    assert_eq!(private[0].usage, ["sign"], "a card authentication key signs and does nothing else");
     assert!(objects.iter().any(|o| o.class == "public" && o.id_hex == key.key_id));
 
     // Disable / enable.
@@ -78,7 +80,12 @@ async fn full_lifecycle_with_keys_on_the_token() {
         .into_inner();
     assert_eq!(p.state, S::PendingUpdate as i32);
     assert_eq!(p.pending_policy, "dual");
-    let re = api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("reissue").into_inner();
+    let re = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: card.id.clone() })
+        .await
+        .expect("reissue")
+        .into_inner();
     assert_eq!(re.state, S::Active as i32);
     assert_eq!(re.policy, "dual");
     assert_eq!(re.pending_policy, "");
@@ -86,14 +93,19 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert_eq!(labels, ["auth", "sign"]);
     assert!(re.keys.iter().all(|k| k.key_id != key.key_id), "re-issue makes new keys");
     let objects = list_token_objects(&env, "card-01").expect("pkcs11-tool");
-    let private_ids: Vec<_> = objects.iter().filter(|o| o.class == "private").map(|o| o.id_hex.clone()).collect();
+    let private_ids: Vec<_> =
+        objects.iter().filter(|o| o.class == "private").map(|o| o.id_hex.clone()).collect();
     assert_eq!(private_ids.len(), 2, "the superseded key is gone from the card: {objects:?}");
     assert!(!private_ids.contains(&key.key_id));
 
     // Revoke with a reason.
     let r = api
         .cards
-        .revoke_card(pb::RevokeCardRequest { id: card.id.clone(), reason: pb::RevokeReason::Lost as i32, comment: "lost on a train".into() })
+        .revoke_card(pb::RevokeCardRequest {
+            id: card.id.clone(),
+            reason: pb::RevokeReason::Lost as i32,
+            comment: "lost on a train".into(),
+        })
         .await
         .expect("revoke")
         .into_inner();
@@ -119,7 +131,8 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert!(none_active.cards.is_empty());
 
     // A revoked card frees its token: it can be registered again as a new card.
-    let again = api.cards.register_card(register_req(&serial, "user2@corp.example")).await.expect("re-register");
+    let again =
+        api.cards.register_card(register_req(&serial, "user2@corp.example")).await.expect("re-register");
     assert_ne!(again.into_inner().id, card.id);
 
     // The audit log holds every step.
@@ -152,7 +165,12 @@ async fn every_illegal_transition_is_failed_precondition_naming_the_state() {
     let env = TestEnv::new(1).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let card = api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await.expect("register").into_inner();
+    let card = api
+        .cards
+        .register_card(register_req(&env.card_serials[0], OWNER))
+        .await
+        .expect("register")
+        .into_inner();
     let id = card.id.clone();
 
     // Each call below is illegal in the state named; the card must stay in that state.
@@ -170,16 +188,23 @@ async fn every_illegal_transition_is_failed_precondition_naming_the_state() {
             Call::Disable => api.cards.disable_card(action(id)).await,
             Call::Enable => api.cards.enable_card(action(id)).await,
             Call::Revoke => {
-                api.cards.revoke_card(pb::RevokeCardRequest { id: id.into(), reason: 0, comment: String::new() }).await
+                api.cards
+                    .revoke_card(pb::RevokeCardRequest { id: id.into(), reason: 0, comment: String::new() })
+                    .await
             }
-            Call::PreUpdate => api.cards.pre_update_card(pb::PreUpdateCardRequest { id: id.into(), policy: String::new() }).await,
+            Call::PreUpdate => {
+                api.cards
+                    .pre_update_card(pb::PreUpdateCardRequest { id: id.into(), policy: String::new() })
+                    .await
+            }
         }
     }
     async fn refused(api: &mut Api, id: &str, state: &str, calls: &[Call]) {
         for c in calls {
             let s = expect_code(call(api, id, *c).await, Code::FailedPrecondition);
             assert!(s.message().contains(state), "{c:?} in {state}: {}", s.message());
-            let now = api.cards.get_card(pb::GetCardRequest { id: id.into() }).await.expect("get").into_inner();
+            let now =
+                api.cards.get_card(pb::GetCardRequest { id: id.into() }).await.expect("get").into_inner();
             assert_eq!(state_name(now.state), format!("CARD_STATE_{state}"), "{c:?} changed the state");
         }
     }
@@ -197,7 +222,13 @@ async fn every_illegal_transition_is_failed_precondition_naming_the_state() {
     refused(&mut api, &id, "PENDING_UPDATE", &[Call::PreUpdate, Call::Disable, Call::Enable]).await;
     call(&mut api, &id, Call::Revoke).await.expect("revoke");
     // REVOKED: everything is illegal.
-    refused(&mut api, &id, "REVOKED", &[Call::Issue, Call::Disable, Call::Enable, Call::Revoke, Call::PreUpdate]).await;
+    refused(
+        &mut api,
+        &id,
+        "REVOKED",
+        &[Call::Issue, Call::Disable, Call::Enable, Call::Revoke, Call::PreUpdate],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -205,7 +236,12 @@ async fn pending_issue_refuses_preupdate_and_resumes_after_a_restart() {
     let env = TestEnv::new(1).expect("env");
     let mut daemon = Daemon::start(&env).await.expect("daemon");
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let card = api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await.expect("register").into_inner();
+    let card = api
+        .cards
+        .register_card(register_req(&env.card_serials[0], OWNER))
+        .await
+        .expect("register")
+        .into_inner();
     daemon.stop().await;
     // Simulate a daemon killed between "PENDING_ISSUE committed" and "keys generated".
     {
@@ -221,14 +257,25 @@ async fn pending_issue_refuses_preupdate_and_resumes_after_a_restart() {
     daemon.restart().await;
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let s = expect_code(
-        api.cards.pre_update_card(pb::PreUpdateCardRequest { id: card.id.clone(), policy: String::new() }).await,
+        api.cards
+            .pre_update_card(pb::PreUpdateCardRequest { id: card.id.clone(), policy: String::new() })
+            .await,
         Code::FailedPrecondition,
     );
     assert!(s.message().contains("PENDING_ISSUE"), "{}", s.message());
-    let done = api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("resume").into_inner();
+    let done = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: card.id.clone() })
+        .await
+        .expect("resume")
+        .into_inner();
     assert_eq!(done.state, S::Active as i32);
     assert_eq!(done.keys.len(), 1);
-    let privates = list_token_objects(&env, "card-01").expect("pkcs11-tool").into_iter().filter(|o| o.class == "private").count();
+    let privates = list_token_objects(&env, "card-01")
+        .expect("pkcs11-tool")
+        .into_iter()
+        .filter(|o| o.class == "private")
+        .count();
     assert_eq!(privates, 1, "resumed issuance leaves exactly one key set");
 }
 
@@ -237,7 +284,12 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     let env = TestEnv::new(2).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let card = api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await.expect("register").into_inner();
+    let card = api
+        .cards
+        .register_card(register_req(&env.card_serials[0], OWNER))
+        .await
+        .expect("register")
+        .into_inner();
     let before = store_snapshot(&env.store_path());
 
     // Owner: empty and malformed.
@@ -246,10 +298,16 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
             api.cards.list_cards(pb::ListCardsRequest { owner: owner.into(), state: 0, page: None }).await,
             "owner",
         );
-        expect_invalid_field(api.cards.register_card(register_req(&env.card_serials[1], owner)).await, "owner");
+        expect_invalid_field(
+            api.cards.register_card(register_req(&env.card_serials[1], owner)).await,
+            "owner",
+        );
     }
     // State filter out of range, paging out of range or forged.
-    expect_invalid_field(api.cards.list_cards(pb::ListCardsRequest { owner: OWNER.into(), state: 42, page: None }).await, "state");
+    expect_invalid_field(
+        api.cards.list_cards(pb::ListCardsRequest { owner: OWNER.into(), state: 42, page: None }).await,
+        "state",
+    );
     expect_invalid_field(
         api.cards
             .list_cards(pb::ListCardsRequest {
@@ -279,17 +337,23 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     expect_code(api.cards.disable_card(action(unknown)).await, Code::NotFound);
     expect_code(api.cards.enable_card(action(unknown)).await, Code::NotFound);
     expect_code(
-        api.cards.revoke_card(pb::RevokeCardRequest { id: unknown.into(), reason: 2, comment: String::new() }).await,
+        api.cards
+            .revoke_card(pb::RevokeCardRequest { id: unknown.into(), reason: 2, comment: String::new() })
+            .await,
         Code::NotFound,
     );
     expect_code(
-        api.cards.pre_update_card(pb::PreUpdateCardRequest { id: unknown.into(), policy: String::new() }).await,
+        api.cards
+            .pre_update_card(pb::PreUpdateCardRequest { id: unknown.into(), policy: String::new() })
+            .await,
         Code::NotFound,
     );
     // Revoke reasons are exactly 0..=7.
     for reason in [8, -1, 100] {
         expect_invalid_field(
-            api.cards.revoke_card(pb::RevokeCardRequest { id: card.id.clone(), reason, comment: String::new() }).await,
+            api.cards
+                .revoke_card(pb::RevokeCardRequest { id: card.id.clone(), reason, comment: String::new() })
+                .await,
             "reason",
         );
     }
@@ -305,11 +369,19 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     r.label = "x".repeat(65);
     expect_invalid_field(api.cards.register_card(r).await, "label");
     expect_code(api.cards.register_card(register_req("0000000000000000", OWNER)).await, Code::NotFound);
-    expect_code(api.cards.register_card(register_req(&env.daemon_token_serial, OWNER)).await, Code::FailedPrecondition);
-    expect_code(api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await, Code::AlreadyExists);
+    expect_code(
+        api.cards.register_card(register_req(&env.daemon_token_serial, OWNER)).await,
+        Code::FailedPrecondition,
+    );
+    expect_code(
+        api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await,
+        Code::AlreadyExists,
+    );
     // PreUpdate to an unknown policy.
     expect_invalid_field(
-        api.cards.pre_update_card(pb::PreUpdateCardRequest { id: card.id.clone(), policy: "nope".into() }).await,
+        api.cards
+            .pre_update_card(pb::PreUpdateCardRequest { id: card.id.clone(), policy: "nope".into() })
+            .await,
         "policy",
     );
 
@@ -323,7 +395,9 @@ async fn list_cards_pages_and_filters() {
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let mut ids = Vec::new();
     for serial in &env.card_serials {
-        ids.push(api.cards.register_card(register_req(serial, OWNER)).await.expect("register").into_inner().id);
+        ids.push(
+            api.cards.register_card(register_req(serial, OWNER)).await.expect("register").into_inner().id,
+        );
     }
     api.cards.issue_card(pb::IssueCardRequest { id: ids[1].clone() }).await.expect("issue");
 
@@ -373,9 +447,15 @@ async fn list_tokens_shows_slots_roles_and_bindings() {
     let env = TestEnv::new(2).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let card = api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await.expect("register").into_inner();
+    let card = api
+        .cards
+        .register_card(register_req(&env.card_serials[0], OWNER))
+        .await
+        .expect("register")
+        .into_inner();
     let tokens = api.cards.list_tokens(pb::ListTokensRequest {}).await.expect("tokens").into_inner().tokens;
-    let daemon_token = tokens.iter().find(|t| t.serial_number == env.daemon_token_serial).expect("daemon token listed");
+    let daemon_token =
+        tokens.iter().find(|t| t.serial_number == env.daemon_token_serial).expect("daemon token listed");
     assert_eq!(daemon_token.label, "cardhsm-daemon");
     assert_eq!(daemon_token.role, "daemon");
     assert!(daemon_token.present && daemon_token.available);
@@ -393,8 +473,18 @@ async fn cards_and_states_survive_a_restart() {
     let env = TestEnv::new(2).expect("env");
     let mut daemon = Daemon::start(&env).await.expect("daemon");
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let a = api.cards.register_card(register_req(&env.card_serials[0], OWNER)).await.expect("register").into_inner();
-    let b = api.cards.register_card(register_req(&env.card_serials[1], OWNER)).await.expect("register").into_inner();
+    let a = api
+        .cards
+        .register_card(register_req(&env.card_serials[0], OWNER))
+        .await
+        .expect("register")
+        .into_inner();
+    let b = api
+        .cards
+        .register_card(register_req(&env.card_serials[1], OWNER))
+        .await
+        .expect("register")
+        .into_inner();
     api.cards.issue_card(pb::IssueCardRequest { id: a.id.clone() }).await.expect("issue");
     api.cards.disable_card(action(&a.id)).await.expect("disable");
     let before = api

@@ -131,3 +131,50 @@ fn zero_cards_is_just_the_daemon_token() {
     assert!(env.card_labels.is_empty() && env.card_serials.is_empty());
     assert!(!env.daemon_token_serial.is_empty());
 }
+
+// ---- the daemon under the harness ------------------------------------------------------------
+
+use cardhsm_tests::{ADMIN_PASSWORD, Daemon};
+
+#[tokio::test]
+async fn daemon_starts_restarts_and_stops() {
+    let env = TestEnv::new(1).expect("env");
+    let mut daemon = Daemon::start(&env).await.expect("daemon starts");
+    assert!(daemon.endpoint.starts_with("http://127.0.0.1:"), "{}", daemon.endpoint);
+    assert!(daemon.is_running());
+    let config = std::fs::read_to_string(&daemon.config_path).expect("config written");
+    hsm_config::Config::from_toml_str(&config).expect("the harness writes a valid config");
+
+    let admin = daemon.admin_client().await;
+    drop(admin);
+    assert!(daemon.login_client("admin", "not-the-password").await.is_err());
+    let first = daemon.log();
+    assert!(!first.is_empty());
+    assert!(!first.contains(ADMIN_PASSWORD), "the password never reaches the log");
+
+    daemon.restart().await;
+    assert!(daemon.is_running());
+    // Same database: the bootstrap admin still logs in (the daemon makes no new one).
+    daemon.admin_client().await;
+    assert!(daemon.log().starts_with(&first), "the log accumulates over runs");
+    assert!(daemon.log().contains("cardhsmd run 2"));
+
+    daemon.stop().await;
+    assert!(!daemon.is_running());
+    assert!(daemon.exit_status().expect("exited").success(), "SIGTERM is a clean shutdown");
+
+    daemon.start_again().await.expect("starts after stop");
+    daemon.kill().await;
+    assert!(!daemon.exit_status().expect("exited").success());
+}
+
+#[tokio::test]
+async fn daemon_refusing_its_config_is_reported_with_its_log() {
+    let env = TestEnv::new(0).expect("env");
+    let (status, log) =
+        Daemon::start_expecting_failure(&env, "[store]\nreaders = 0\n").await.expect("fails as expected");
+    assert!(!status.success());
+    assert!(log.contains("store.readers"), "{log}");
+    let err = Daemon::start_with(&env, "[store]\nreaders = 0\n").await.expect_err("refused");
+    assert!(format!("{err:#}").contains("store.readers"), "the error carries the log: {err:#}");
+}

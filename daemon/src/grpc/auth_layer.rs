@@ -80,7 +80,8 @@ where
                     async move {
                         let response = inner.call(req).await;
                         if let Ok(r) = &response {
-                            let code = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
+                            let code =
+                                r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
                             tracing::debug!(grpc_status = code, "handled");
                         }
                         response
@@ -89,7 +90,9 @@ where
                 )
             }
             Err(status) => {
-                span.in_scope(|| tracing::info!(code = ?status.code(), message = status.message(), "rejected"));
+                span.in_scope(
+                    || tracing::info!(code = ?status.code(), message = status.message(), "rejected"),
+                );
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }
@@ -130,5 +133,8 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 
 /// The caller of a request that passed [`AuthLayer`].
 pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
-    req.extensions().get::<Principal>().cloned().ok_or_else(|| tonic::Status::unauthenticated("not authenticated"))
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| tonic::Status::unauthenticated("not authenticated"))
 }

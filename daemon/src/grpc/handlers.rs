@@ -65,11 +65,16 @@ impl pb::card_service_server::CardService for CardApi {
     async fn list_cards(&self, req: Request<pb::ListCardsRequest>) -> GrpcResult<pb::ListCardsResponse> {
         let p = principal(&req)?;
         let r = req.into_inner();
-        let state = state_filter_from_pb(r.state)
-            .map_err(|_| to_status(ServiceError::invalid("state", format!("{} is not a card state", r.state))))?;
+        let state = state_filter_from_pb(r.state).map_err(|_| {
+            to_status(ServiceError::invalid("state", format!("{} is not a card state", r.state)))
+        })?;
         let page = r.page.unwrap_or_default();
-        let (cards, next, total) =
-            self.0.cards.list(&p, &r.owner, state, page.page_size, &page.page_token).await.map_err(to_status)?;
+        let (cards, next, total) = self
+            .0
+            .cards
+            .list(&p, &r.owner, state, page.page_size, &page.page_token)
+            .await
+            .map_err(to_status)?;
         let present = self.0.cards.present_tokens().await;
         Ok(Response::new(pb::ListCardsResponse {
             cards: cards
@@ -164,17 +169,24 @@ impl pb::user_service_server::UserService for UserApi {
         let r = req.into_inner();
         let mut roles = Vec::with_capacity(r.roles.len());
         for (i, v) in r.roles.iter().enumerate() {
-            let role = role_from_pb(*v)
-                .ok_or_else(|| to_status(ServiceError::invalid(format!("roles[{i}]"), format!("{v} is not a role"))))?;
+            let role = role_from_pb(*v).ok_or_else(|| {
+                to_status(ServiceError::invalid(format!("roles[{i}]"), format!("{v} is not a role")))
+            })?;
             roles.push(role);
         }
-        let user = self.0.users.create(&p, &r.username, Zeroizing::new(r.password), roles).await.map_err(to_status)?;
+        let user = self
+            .0
+            .users
+            .create(&p, &r.username, Zeroizing::new(r.password), roles)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(user_to_pb(user)))
     }
 
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> GrpcResult<pb::ListUsersResponse> {
         let page = req.into_inner().page.unwrap_or_default();
-        let (users, next, total) = self.0.users.list(page.page_size, &page.page_token).await.map_err(to_status)?;
+        let (users, next, total) =
+            self.0.users.list(page.page_size, &page.page_token).await.map_err(to_status)?;
         Ok(Response::new(pb::ListUsersResponse {
             users: users.into_iter().map(user_to_pb).collect(),
             page: Some(pb::PageResponse { next_page_token: next, total_count: total }),

@@ -70,9 +70,11 @@ pub async fn serve(
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
         let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| ServeError::TlsFile { path: p.display().to_string(), message: e.to_string() })
+            std::fs::read(p)
+                .map_err(|e| ServeError::TlsFile { path: p.display().to_string(), message: e.to_string() })
         };
-        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
+        let mut tls_config =
+            ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?));
         if let Some(ca) = &tls.client_ca_file {
             tls_config = tls_config.client_ca_root(Certificate::from_pem(read(ca)?));
         }

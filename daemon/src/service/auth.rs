@@ -4,8 +4,8 @@
 
 use super::{Principal, Role, ServiceError};
 use crate::store::{self, Store, StoreError, audit, meta, tokens, users};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -36,7 +36,10 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("expires_in", &self.expires_in).field("roles", &self.roles).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("expires_in", &self.expires_in)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,8 +149,9 @@ impl AuthService {
                     action: "user.bootstrap",
                     target_type: "user",
                     target_id: &id,
-                    detail: serde_json::json!({ "username": BOOTSTRAP_ADMIN, "generated_password": generated })
-                        .to_string(),
+                    detail:
+                        serde_json::json!({ "username": BOOTSTRAP_ADMIN, "generated_password": generated })
+                            .to_string(),
                 },
             )?;
             Ok(true)
@@ -232,7 +236,8 @@ impl AuthService {
     pub fn authenticate(&self, token: &str) -> Result<Principal, ServiceError> {
         let refused = |why: &str| ServiceError::Unauthenticated(format!("access token {why}"));
         let mut parts = token.split('.');
-        let (Some(prefix), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(prefix), Some(payload), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(refused("is malformed"));
         };
@@ -260,16 +265,19 @@ impl AuthService {
 
     /// Hashes a new password (argon2id), off the executor and within the hashing bound.
     pub async fn hash_new_password(&self, password: Zeroizing<String>) -> Result<String, ServiceError> {
-        let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::Internal("hashing closed".into()))?;
+        let _permit =
+            self.hashing.acquire().await.map_err(|_| ServiceError::Internal("hashing closed".into()))?;
         tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))?
     }
 
     async fn verify_password(&self, password: Zeroizing<String>, hash: String) -> Result<bool, ServiceError> {
-        let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::Internal("hashing closed".into()))?;
+        let _permit =
+            self.hashing.acquire().await.map_err(|_| ServiceError::Internal("hashing closed".into()))?;
         tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(|e| ServiceError::Internal(format!("stored hash: {e}")))?;
+            let parsed =
+                PasswordHash::new(&hash).map_err(|e| ServiceError::Internal(format!("stored hash: {e}")))?;
             Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
@@ -277,7 +285,12 @@ impl AuthService {
     }
 
     /// Mints an access token and a new refresh token in `family` for `user`.
-    async fn issue(&self, user: users::UserRecord, family: String, action: &'static str) -> Result<Tokens, ServiceError> {
+    async fn issue(
+        &self,
+        user: users::UserRecord,
+        family: String,
+        action: &'static str,
+    ) -> Result<Tokens, ServiceError> {
         let now = store::now();
         let roles: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
         let access = self.sign(&Claims {

@@ -47,12 +47,22 @@ impl From<StoreError> for ServiceError {
 impl From<TokenError> for ServiceError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::NotFound { serial } => ServiceError::NotFound(format!("no token with serial {serial:?}")),
-            TokenError::Unavailable { .. } | TokenError::Busy { .. } => ServiceError::Unavailable(e.to_string()),
+            TokenError::NotFound { serial } => {
+                ServiceError::NotFound(format!("no token with serial {serial:?}"))
+            }
+            TokenError::Unavailable { .. } | TokenError::Busy { .. } => {
+                ServiceError::Unavailable(e.to_string())
+            }
             TokenError::NoPin { serial } => {
                 ServiceError::FailedPrecondition(format!("no PIN is configured for token {serial:?}"))
             }
             TokenError::KeyNotFound { .. } => ServiceError::NotFound(e.to_string()),
+            // A rejected PIN is the operator's configuration to fix, not a fault of ours.
+            TokenError::Pkcs11 { function, code } if code.starts_with("CKR_PIN_") => {
+                ServiceError::FailedPrecondition(format!(
+                    "the token refused its configured PIN ({function}: {code})"
+                ))
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }

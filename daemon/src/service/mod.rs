@@ -75,7 +75,11 @@ pub struct Services {
 impl Services {
     /// Builds the services over opened back ends (start-up work such as the bootstrap
     /// administrator is done by [`auth::AuthService::open`]).
-    pub fn new(config: &hsm_config::Config, store: Store, tokens: TokenManager) -> Result<Services, ServiceError> {
+    pub fn new(
+        config: &hsm_config::Config,
+        store: Store,
+        tokens: TokenManager,
+    ) -> Result<Services, ServiceError> {
         let auth = Arc::new(auth::AuthService::open(&config.auth, store.clone())?);
         let cards = Arc::new(cards::CardService::new(config, store.clone(), tokens));
         let users = Arc::new(users::UserService::new(store, auth.clone()));

@@ -18,7 +18,10 @@ pub struct Page {
 /// request field holding the paging message, for error messages.
 pub fn decode(field: &str, page_size: u32, page_token: &str) -> Result<Page, ServiceError> {
     if page_size > MAX_PAGE_SIZE {
-        return Err(ServiceError::invalid(format!("{field}.page_size"), format!("must be at most {MAX_PAGE_SIZE}")));
+        return Err(ServiceError::invalid(
+            format!("{field}.page_size"),
+            format!("must be at most {MAX_PAGE_SIZE}"),
+        ));
     }
     let limit = if page_size == 0 { DEFAULT_PAGE_SIZE } else { page_size } as u64;
     if page_token.is_empty() {

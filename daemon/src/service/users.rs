@@ -59,7 +59,10 @@ impl UserService {
             return Err(ServiceError::invalid("username", "must be 3 to 64 of A-Z a-z 0-9 _ . @ -"));
         }
         if password.chars().count() < MIN_PASSWORD_LEN {
-            return Err(ServiceError::invalid("password", format!("must be at least {MIN_PASSWORD_LEN} characters")));
+            return Err(ServiceError::invalid(
+                "password",
+                format!("must be at least {MIN_PASSWORD_LEN} characters"),
+            ));
         }
         if password.len() > 1024 {
             return Err(ServiceError::invalid("password", "must be at most 1024 bytes"));
@@ -86,7 +89,10 @@ impl UserService {
         self.store
             .write(move |tx| {
                 if users::by_username(tx, &rec.username)?.is_some() {
-                    return Err(ServiceError::AlreadyExists(format!("a user named {:?} already exists", rec.username)));
+                    return Err(ServiceError::AlreadyExists(format!(
+                        "a user named {:?} already exists",
+                        rec.username
+                    )));
                 }
                 users::insert(tx, &rec)?;
                 audit::append(
@@ -96,7 +102,8 @@ impl UserService {
                         action: "user.create",
                         target_type: "user",
                         target_id: &rec.id,
-                        detail: serde_json::json!({ "username": rec.username, "roles": rec.roles }).to_string(),
+                        detail: serde_json::json!({ "username": rec.username, "roles": rec.roles })
+                            .to_string(),
                     },
                 )?;
                 Ok(())
@@ -105,10 +112,16 @@ impl UserService {
         Ok(record.into())
     }
 
-    pub async fn list(&self, page_size: u32, page_token: &str) -> Result<(Vec<UserView>, String, u64), ServiceError> {
+    pub async fn list(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<UserView>, String, u64), ServiceError> {
         let page = paging::decode("page", page_size, page_token)?;
-        let (records, total) =
-            self.store.read(move |c| users::list(c, page.offset, page.limit).map_err(ServiceError::from)).await?;
+        let (records, total) = self
+            .store
+            .read(move |c| users::list(c, page.offset, page.limit).map_err(ServiceError::from))
+            .await?;
         let next = paging::next_token(page, records.len(), total);
         Ok((records.into_iter().map(UserView::from).collect(), next, total))
     }

@@ -7,7 +7,10 @@ use super::ServiceError;
 pub fn owner(field: &str, value: &str) -> Result<String, ServiceError> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(ServiceError::invalid(field, "is required (a user principal name such as user1@corp.example)"));
+        return Err(ServiceError::invalid(
+            field,
+            "is required (a user principal name such as user1@corp.example)",
+        ));
     }
     if v.len() > 256 {
         return Err(ServiceError::invalid(field, "is longer than 256 characters"));
@@ -25,7 +28,10 @@ pub fn owner(field: &str, value: &str) -> Result<String, ServiceError> {
         None => false,
     };
     if !well_formed {
-        return Err(ServiceError::invalid(field, format!("{v:?} is not a user principal name (user@domain.example)")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("{v:?} is not a user principal name (user@domain.example)"),
+        ));
     }
     Ok(v.to_owned())
 }
@@ -36,7 +42,9 @@ pub fn id(field: &str, value: &str) -> Result<String, ServiceError> {
     if v.is_empty() {
         return Err(ServiceError::invalid(field, "is required"));
     }
-    uuid::Uuid::parse_str(v).map(|u| u.to_string()).map_err(|_| ServiceError::invalid(field, format!("{v:?} is not a valid id")))
+    uuid::Uuid::parse_str(v)
+        .map(|u| u.to_string())
+        .map_err(|_| ServiceError::invalid(field, format!("{v:?} is not a valid id")))
 }
 
 /// Free text shown to people (labels, comments): at most `max` characters, no control characters.
@@ -77,7 +85,9 @@ mod tests {
     #[test]
     fn owners() {
         assert_eq!(owner("owner", " user1@corp.example ").expect("ok"), "user1@corp.example");
-        for bad in ["", "user1", "user1@", "@corp.example", "a@b@c.d", "user 1@corp.example", "u@corp", "u@.corp."] {
+        for bad in
+            ["", "user1", "user1@", "@corp.example", "a@b@c.d", "user 1@corp.example", "u@corp", "u@.corp."]
+        {
             assert_eq!(field_of(owner("owner", bad)), "owner", "{bad:?}");
         }
     }

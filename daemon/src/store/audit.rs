@@ -37,7 +37,11 @@ pub fn append(tx: &Transaction<'_>, entry: AuditEntry<'_>) -> Result<i64, StoreE
 }
 
 /// Every record about one target, oldest first.
-pub fn for_target(conn: &Connection, target_type: &str, target_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+pub fn for_target(
+    conn: &Connection,
+    target_type: &str,
+    target_id: &str,
+) -> Result<Vec<AuditRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, actor, action, target_type, target_id, detail FROM audit_log
          WHERE target_type = ?1 AND target_id = ?2 ORDER BY id",

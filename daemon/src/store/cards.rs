@@ -84,7 +84,11 @@ const COLUMNS: &str = "id, token_serial, owner, label, pac_number, state, policy
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CardRecord> {
     let state: String = r.get(5)?;
     let state = CardState::parse(&state).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, format!("bad card state {state:?}").into())
+        rusqlite::Error::FromSqlConversionFailure(
+            5,
+            rusqlite::types::Type::Text,
+            format!("bad card state {state:?}").into(),
+        )
     })?;
     Ok(CardRecord {
         id: r.get(0)?,
@@ -105,22 +109,24 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CardRecord> {
 }
 
 pub fn insert(tx: &Transaction<'_>, card: &CardRecord) -> Result<(), StoreError> {
-    tx.prepare_cached(&format!("INSERT INTO cards ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"))?
-        .execute(params![
-            card.id,
-            card.token_serial,
-            card.owner,
-            card.label,
-            card.pac_number,
-            card.state.as_str(),
-            card.policy,
-            card.pending_policy,
-            card.revoke_reason,
-            card.atr,
-            card.issue_generation,
-            card.created_at,
-            card.updated_at
-        ])?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO cards ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        card.id,
+        card.token_serial,
+        card.owner,
+        card.label,
+        card.pac_number,
+        card.state.as_str(),
+        card.policy,
+        card.pending_policy,
+        card.revoke_reason,
+        card.atr,
+        card.issue_generation,
+        card.created_at,
+        card.updated_at
+    ])?;
     Ok(())
 }
 
@@ -180,7 +186,9 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<CardRecord>, StoreError
 /// The card bound to a token that is not revoked, if any.
 pub fn live_by_token(conn: &Connection, token_serial: &str) -> Result<Option<CardRecord>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM cards WHERE token_serial = ?1 AND state <> 'REVOKED'"))?
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM cards WHERE token_serial = ?1 AND state <> 'REVOKED'"
+        ))?
         .query_row(params![token_serial], from_row)
         .optional()?)
 }
@@ -196,16 +204,40 @@ fn keys_of(conn: &Connection, card_id: &str) -> Result<Vec<CardKeyRecord>, Store
     let mut stmt = conn.prepare_cached(
         "SELECT label, key_id, algorithm, public_key_der, created_at FROM card_keys WHERE card_id = ?1 ORDER BY label",
     )?;
-    let rows = stmt.query_map(params![card_id], |r| {
-        Ok(CardKeyRecord {
-            label: r.get(0)?,
-            key_id: r.get(1)?,
-            algorithm: r.get(2)?,
-            public_key_der: r.get(3)?,
-            created_at: r.get(4)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![card_id], key_from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<CardKeyRecord> {
+    Ok(CardKeyRecord {
+        label: r.get(0)?,
+        key_id: r.get(1)?,
+        algorithm: r.get(2)?,
+        public_key_der: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+/// Attaches their keys to a page of cards with one query (not one per card).
+fn attach_keys(conn: &Connection, cards: &mut [CardRecord]) -> Result<(), StoreError> {
+    if cards.is_empty() {
+        return Ok(());
+    }
+    let placeholders = vec!["?"; cards.len()].join(",");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT label, key_id, algorithm, public_key_der, created_at, card_id FROM card_keys
+         WHERE card_id IN ({placeholders}) ORDER BY card_id, label"
+    ))?;
+    let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+    let rows =
+        stmt.query_map(rusqlite::params_from_iter(ids), |r| Ok((r.get::<_, String>(5)?, key_from_row(r)?)))?;
+    for row in rows {
+        let (card_id, key) = row?;
+        if let Some(card) = cards.iter_mut().find(|c| c.id == card_id) {
+            card.keys.push(key);
+        }
+    }
+    Ok(())
 }
 
 /// A page of one owner's cards (optionally in one state), oldest first, and the total.
@@ -227,9 +259,7 @@ pub fn list_by_owner(
     let total: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM cards WHERE owner = ?1 AND (?2 IS NULL OR state = ?2)")?
         .query_row(params![owner, state], |r| r.get(0))?;
-    for c in &mut cards {
-        c.keys = keys_of(conn, &c.id)?;
-    }
+    attach_keys(conn, &mut cards)?;
     Ok((cards, total as u64))
 }
 

@@ -5,7 +5,9 @@
 pub enum StoreError {
     #[error("cannot open the database: {0}")]
     Open(String),
-    #[error("database schema version {found} is newer than this cardhsmd supports ({supported}); upgrade cardhsmd")]
+    #[error(
+        "database schema version {found} is newer than this cardhsmd supports ({supported}); upgrade cardhsmd"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("unique constraint violated: {0}")]
     Conflict(String),

@@ -55,7 +55,9 @@ impl Store {
         for _ in 0..readers.max(1) {
             let conn = Connection::open_with_flags(
                 path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
             )?;
             configure(&conn)?;
             pool.push(conn);
@@ -108,7 +110,8 @@ impl Store {
         let permit = self.inner.reader_permits.acquire().await.map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         let out = tokio::task::spawn_blocking(move || {
-            let conn = inner.readers.lock().map_err(|_| StoreError::Poisoned)?.pop().ok_or(StoreError::Closed)?;
+            let conn =
+                inner.readers.lock().map_err(|_| StoreError::Poisoned)?.pop().ok_or(StoreError::Closed)?;
             let value = f(&conn);
             if let Ok(mut pool) = inner.readers.lock() {
                 pool.push(conn);
@@ -129,7 +132,9 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, E>,
     {
         let mut conn = self.inner.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         let value = f(&tx)?;
         tx.commit().map_err(StoreError::from)?;
         Ok(value)
@@ -145,6 +150,8 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Reads go through the OS page cache via mmap instead of copying pages into SQLite's own.
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     Ok(())
 }
 

@@ -84,6 +84,9 @@ pub fn list(conn: &Connection, offset: u64, limit: u64) -> Result<(Vec<UserRecor
 }
 
 pub fn set_password_hash(tx: &Transaction<'_>, id: &str, hash: &str) -> Result<(), StoreError> {
-    tx.execute("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1", params![id, hash, now()])?;
+    tx.execute(
+        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, hash, now()],
+    )?;
     Ok(())
 }

@@ -64,6 +64,11 @@ pub(super) fn generate(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        // Tokens default the other usages differently (SoftHSM turns decrypt and unwrap on);
+        // a signing key says so explicitly.
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
         Attribute::Id(req.id.clone()),
         Attribute::Label(req.label.as_bytes().to_vec()),
     ];
@@ -72,6 +77,8 @@ pub(super) fn generate(
         Attribute::Token(req.persistent),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
         Attribute::Id(req.id.clone()),
         Attribute::Label(req.label.as_bytes().to_vec()),
     ];

@@ -109,7 +109,10 @@ impl TokenEntry {
 
     /// Usable as far as the daemon knows: PIN configured and not rejected, not marked unavailable.
     pub(super) fn is_available(&self) -> bool {
-        self.has_pin() && lock(&self.pin_rejected).is_none() && lock(&self.health).is_available()
+        // One lock at a time (separate statements): no lock is ever held while taking another.
+        let pin_ok = self.has_pin() && lock(&self.pin_rejected).is_none();
+        let up = lock(&self.health).is_available();
+        pin_ok && up
     }
 
     fn pin_rejection(&self) -> Option<TokenError> {
@@ -215,6 +218,25 @@ impl std::fmt::Debug for Inner {
             .field("card_pin", &if self.card_pin.is_some() { "set" } else { "unset" })
             .field("tokens", &self.entries())
             .finish()
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the pooled sessions — on a blocking thread when a runtime is around, since
+    /// C_CloseSession is a PKCS#11 call like any other.
+    fn drop(&mut self) {
+        let entries = self.entries.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let sessions: Vec<Pooled> =
+            entries.values().flat_map(|e| std::mem::take(&mut *lock(&e.idle))).collect();
+        if sessions.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(sessions));
+            }
+            Err(_) => drop(sessions),
+        }
     }
 }
 
@@ -471,9 +493,10 @@ impl Inner {
             entry.probing.store(false, Ordering::Release);
             // A new outage may have started just before the flag dropped: its spawn_probe saw
             // us still running, so carry on for it.
-            if let Some(inner) = weak.upgrade()
-                && !lock(&entry.health).is_available()
+            let down = !lock(&entry.health).is_available();
+            if down
                 && entry.pin_rejection().is_none()
+                && let Some(inner) = weak.upgrade()
             {
                 inner.spawn_probe(entry);
             }

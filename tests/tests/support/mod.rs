@@ -88,7 +88,8 @@ pub fn expect_invalid_field<T: std::fmt::Debug>(r: Result<tonic::Response<T>, St
 
 /// Everything a refused request must leave untouched: every row of every table.
 pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open db");
     let mut out = Vec::new();
     for table in ["users", "cards", "card_keys", "audit_log", "refresh_tokens", "meta"] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).expect("prepare");

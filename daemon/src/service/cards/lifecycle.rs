@@ -42,7 +42,13 @@ pub struct IllegalTransition {
 impl std::fmt::Display for IllegalTransition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let allowed: Vec<&str> = self.allowed_from.iter().map(|s| s.as_str()).collect();
-        write!(f, "card is {}; {} needs the card to be {}", self.from, self.action.rpc(), allowed.join(" or "))
+        write!(
+            f,
+            "card is {}; {} needs the card to be {}",
+            self.from,
+            self.action.rpc(),
+            allowed.join(" or ")
+        )
     }
 }
 
@@ -75,8 +81,10 @@ fn allowed(from: CardState, action: CardAction) -> bool {
         (CardAction::Revoke, _) => true,
         _ => matches!(
             (action, from),
-            (CardAction::BeginIssue, CardState::Assigned | CardState::PendingUpdate | CardState::PendingIssue)
-                | (CardAction::CompleteIssue, CardState::PendingIssue)
+            (
+                CardAction::BeginIssue,
+                CardState::Assigned | CardState::PendingUpdate | CardState::PendingIssue
+            ) | (CardAction::CompleteIssue, CardState::PendingIssue)
                 | (CardAction::Disable, CardState::Active)
                 | (CardAction::Enable, CardState::Disabled)
                 | (CardAction::PreUpdate, CardState::Active)

@@ -13,7 +13,7 @@ use hsm_config::{CardPolicy, TokenRole};
 use lifecycle::{CardAction, transition};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::store::cards::{CardKeyRecord as CardKey, CardRecord as Card, CardState};
@@ -39,7 +39,9 @@ pub enum RevokeReason {
 impl RevokeReason {
     pub fn from_code(code: i32) -> Option<RevokeReason> {
         use RevokeReason::*;
-        [None, Broken, Lost, Upgrade, Expired, Withdraw, UserRemoved, Compromised].into_iter().find(|r| *r as i32 == code)
+        [None, Broken, Lost, Upgrade, Expired, Withdraw, UserRemoved, Compromised]
+            .into_iter()
+            .find(|r| *r as i32 == code)
     }
 
     pub fn name(self) -> &'static str {
@@ -80,7 +82,7 @@ pub struct CardService {
     tokens: TokenManager,
     policies: Vec<CardPolicy>,
     default_policy: String,
-    presence: Mutex<Option<(Instant, HashSet<String>)>>,
+    presence: Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
     issuing: Mutex<HashSet<String>>,
 }
 
@@ -112,7 +114,10 @@ impl CardService {
         }
         let (cards, total) = self
             .store
-            .read(move |c| card_store::list_by_owner(c, &owner, state, page.offset, page.limit).map_err(ServiceError::from))
+            .read(move |c| {
+                card_store::list_by_owner(c, &owner, state, page.offset, page.limit)
+                    .map_err(ServiceError::from)
+            })
             .await?;
         let next = paging::next_token(page, cards.len(), total);
         Ok((cards, next, total))
@@ -222,8 +227,9 @@ impl CardService {
                         action: "card.issue_start",
                         target_type: "card",
                         target_id: &card.id,
-                        detail: serde_json::json!({ "from": from.as_str(), "generation": card.issue_generation })
-                            .to_string(),
+                        detail:
+                            serde_json::json!({ "from": from.as_str(), "generation": card.issue_generation })
+                                .to_string(),
                     },
                 )?;
                 Ok::<_, ServiceError>(card)
@@ -242,7 +248,12 @@ impl CardService {
                 .tokens
                 .generate_key_pair(
                     &started.token_serial,
-                    KeyPairRequest { label: spec.label.clone(), id: key_id, algorithm: spec.algorithm, persistent: true },
+                    KeyPairRequest {
+                        label: spec.label.clone(),
+                        id: key_id,
+                        algorithm: spec.algorithm,
+                        persistent: true,
+                    },
                 )
                 .await?;
             keys.push(CardKeyRecord {
@@ -303,7 +314,9 @@ impl CardService {
             Err(e) => {
                 // The card was revoked (or changed) under us: take back the keys just made.
                 for k in &keys {
-                    if let Err(del) = self.tokens.delete_key_pair(&started.token_serial, k.key_id.clone()).await {
+                    if let Err(del) =
+                        self.tokens.delete_key_pair(&started.token_serial, k.key_id.clone()).await
+                    {
                         tracing::warn!(card = %started.id, error = %del, "could not remove keys of an abandoned issuance");
                     }
                 }
@@ -335,8 +348,9 @@ impl CardService {
         reason_code: i32,
         comment: &str,
     ) -> Result<Card, ServiceError> {
-        let reason = RevokeReason::from_code(reason_code)
-            .ok_or_else(|| ServiceError::invalid("reason", format!("{reason_code} is not a revoke reason (0 to 7)")))?;
+        let reason = RevokeReason::from_code(reason_code).ok_or_else(|| {
+            ServiceError::invalid("reason", format!("{reason_code} is not a revoke reason (0 to 7)"))
+        })?;
         self.change(actor, id, CardAction::Revoke, comment, move |card| {
             card.revoke_reason = Some(reason as i32);
             card.pending_policy = None;
@@ -347,7 +361,8 @@ impl CardService {
 
     /// Marks an ACTIVE card for update to `policy` ("" = its current policy): PENDING_UPDATE.
     pub async fn pre_update(&self, actor: &Principal, id: &str, policy: &str) -> Result<Card, ServiceError> {
-        let new_policy = if policy.trim().is_empty() { None } else { Some(self.policy("policy", policy)?.name) };
+        let new_policy =
+            if policy.trim().is_empty() { None } else { Some(self.policy("policy", policy)?.name) };
         self.change(actor, id, CardAction::PreUpdate, "", move |card| {
             card.pending_policy = Some(new_policy.clone().unwrap_or_else(|| card.policy.clone()));
             Ok(())
@@ -358,29 +373,31 @@ impl CardService {
     /// Every slot and token the daemon sees, with the card bound to each.
     pub async fn list_tokens(&self) -> Result<Vec<TokenView>, ServiceError> {
         let infos = self.tokens.list_tokens().await?;
-        let bindings = self.store.read(|c| card_store::live_token_bindings(c).map_err(ServiceError::from)).await?;
+        let bindings =
+            self.store.read(|c| card_store::live_token_bindings(c).map_err(ServiceError::from)).await?;
         Ok(infos
             .into_iter()
             .map(|info| {
-                let card_id = bindings.iter().find(|(serial, _)| *serial == info.serial).map(|(_, id)| id.clone());
+                let card_id =
+                    bindings.iter().find(|(serial, _)| *serial == info.serial).map(|(_, id)| id.clone());
                 TokenView { info, card_id }
             })
             .collect())
     }
 
     /// Serials of the tokens present now, from a snapshot at most [`PRESENCE_TTL`] old.
-    pub async fn present_tokens(&self) -> HashSet<String> {
+    pub async fn present_tokens(&self) -> Arc<HashSet<String>> {
         if let Ok(guard) = self.presence.lock()
             && let Some((at, set)) = guard.as_ref()
             && at.elapsed() < PRESENCE_TTL
         {
             return set.clone();
         }
-        let set: HashSet<String> = match self.tokens.list_tokens().await {
-            Ok(list) => list.into_iter().filter(|t| t.present).map(|t| t.serial).collect(),
+        let set: Arc<HashSet<String>> = match self.tokens.list_tokens().await {
+            Ok(list) => Arc::new(list.into_iter().filter(|t| t.present).map(|t| t.serial).collect()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list tokens for presence");
-                HashSet::new()
+                Arc::default()
             }
         };
         if let Ok(mut guard) = self.presence.lock() {
@@ -407,8 +424,8 @@ impl CardService {
         let who = actor.username.clone();
         self.store
             .write(move |tx| {
-                let mut card =
-                    card_store::get(tx, &id)?.ok_or_else(|| ServiceError::NotFound(format!("no card with id {id}")))?;
+                let mut card = card_store::get(tx, &id)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("no card with id {id}")))?;
                 let from = card.state;
                 card.state =
                     transition(from, action).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
@@ -453,7 +470,10 @@ impl CardService {
         let name = if name.trim().is_empty() { self.default_policy.as_str() } else { name.trim() };
         self.policies.iter().find(|p| p.name == name).cloned().ok_or_else(|| {
             let known: Vec<&str> = self.policies.iter().map(|p| p.name.as_str()).collect();
-            ServiceError::invalid(field, format!("unknown card policy {name:?} (known: {})", known.join(", ")))
+            ServiceError::invalid(
+                field,
+                format!("unknown card policy {name:?} (known: {})", known.join(", ")),
+            )
         })
     }
 }
@@ -491,7 +511,9 @@ impl<'a> IssueGuard<'a> {
     fn take(set: &'a Mutex<HashSet<String>>, id: &str) -> Result<Self, ServiceError> {
         let mut s = set.lock().map_err(|_| ServiceError::Internal("issuance lock poisoned".into()))?;
         if !s.insert(id.to_owned()) {
-            return Err(ServiceError::FailedPrecondition(format!("issuance of card {id} is already in progress")));
+            return Err(ServiceError::FailedPrecondition(format!(
+                "issuance of card {id} is already in progress"
+            )));
         }
         Ok(IssueGuard { set, id: id.to_owned() })
     }
