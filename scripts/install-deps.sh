@@ -82,3 +82,16 @@ if command -v cargo >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
         fi
     done
 fi
+
+# --- Python gRPC client (tests/tests/grpcio_reflection.rs drives the daemon with it) ---------
+if ! python3 -c 'import grpc, grpc_reflection, google.protobuf' >/dev/null 2>&1; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip >/dev/null \
+            || die "python3 has no pip and python3-pip could not be installed"
+    fi
+    # Debian's system python refuses pip installs without --break-system-packages (PEP 668);
+    # a pyenv or venv python takes the plain form.
+    python3 -m pip install --quiet grpcio grpcio-reflection protobuf >/dev/null 2>&1 \
+        || python3 -m pip install --quiet --break-system-packages grpcio grpcio-reflection protobuf >/dev/null \
+        || die "pip could not install grpcio, grpcio-reflection and protobuf"
+fi

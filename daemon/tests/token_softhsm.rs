@@ -517,6 +517,71 @@ fn wrong_pin_is_reported_with_its_code() {
 }
 
 #[test]
+fn blocking_callers_sign_through_the_same_pool() {
+    softhsm_test("blocking_callers_sign_through_the_same_pool", &["main"], |fx| {
+        let (tm, serial) = fx.open_main(1, 200, RecoveryPolicy::default());
+        let rt = runtime();
+        let key = rt
+            .block_on(tm.generate_key_pair(&serial, req("b", b"b", KeyAlgorithm::EcP256, false)))
+            .expect("gen");
+        // Two OS threads share a pool of one session: both get valid signatures (the second
+        // waits for the session rather than opening another).
+        let data = b"signed from a blocking thread".to_vec();
+        let sigs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let (tm, serial, data) = (&tm, &serial, &data);
+                    scope.spawn(move || {
+                        (0..20)
+                            .map(|_| {
+                                tm.sign_blocking(serial, b"b", SignMechanism::EcdsaSha256, data)
+                                    .expect("sign")
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        });
+        assert_eq!(sigs.len(), 40);
+        for sig in sigs.iter().step_by(7) {
+            assert!(openssl_verifies(&fx.dir, &key.public_key_der, &data, sig, true));
+        }
+        // The bound holds for blocking callers too: with the only session held, Busy.
+        rt.block_on(async {
+            let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let holder = {
+                let (tm, serial) = (tm.clone(), serial.clone());
+                tokio::spawn(async move {
+                    tm.with_session(&serial, move |_s| {
+                        let _ = held_tx.send(());
+                        let _ = release_rx.recv();
+                        Ok(())
+                    })
+                    .await
+                })
+            };
+            held_rx.await.expect("held");
+            let (tm2, serial2) = (tm.clone(), serial.clone());
+            let err = std::thread::spawn(move || {
+                tm2.sign_blocking(&serial2, b"b", SignMechanism::EcdsaSha256, b"x")
+            })
+            .join()
+            .expect("thread")
+            .expect_err("busy");
+            assert!(matches!(&err, TokenError::Busy { .. }), "{err:?}");
+            release_tx.send(()).expect("release");
+            holder.await.expect("join").expect("holder");
+        });
+        let err = tm
+            .sign_blocking("0000000000000000", b"b", SignMechanism::EcdsaSha256, b"x")
+            .expect_err("unknown");
+        assert!(matches!(err, TokenError::NotFound { .. }), "{err:?}");
+    });
+}
+
+#[test]
 fn pool_bound_gives_busy() {
     softhsm_test("pool_bound_gives_busy", &["main"], |fx| {
         let (tm, serial) = fx.open_main(1, 200, RecoveryPolicy::default());

@@ -466,6 +466,8 @@ async fn list_tokens_shows_slots_roles_and_bindings() {
     let free = tokens.iter().find(|t| t.serial_number == env.card_serials[1]).expect("second card token");
     assert_eq!(free.card_id, "", "an unbound token is free");
     assert!(free.present);
+    assert_eq!(free.role, "card", "a token the config does not name is a card token");
+    assert_eq!(free.free_public_memory, u64::MAX, "SoftHSM does not report memory: unavailable, not 0");
 }
 
 #[tokio::test(flavor = "multi_thread")]

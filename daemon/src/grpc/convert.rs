@@ -74,8 +74,12 @@ pub fn card_to_pb(c: Card, token_present: bool) -> pb::CardInfo {
     }
 }
 
+/// PKCS#11's CK_UNAVAILABLE_INFORMATION: the token does not say (SoftHSM never does).
+const UNAVAILABLE_INFORMATION: u64 = u64::MAX;
+
 pub fn token_to_pb(t: TokenView) -> pb::TokenInfo {
     let i = t.info;
+    let initialised = !i.serial.is_empty();
     pb::TokenInfo {
         slot_id: i.slot_id,
         label: i.label,
@@ -84,15 +88,18 @@ pub fn token_to_pb(t: TokenView) -> pb::TokenInfo {
         model: i.model,
         present: i.present,
         available: i.available,
+        // A token the config does not name is a card token (it takes `pkcs11.card_pin`); an
+        // empty, uninitialised slot has no role.
         role: match i.role {
-            Some(hsm_config::TokenRole::Card) => "card".into(),
             Some(hsm_config::TokenRole::Daemon) => "daemon".into(),
+            Some(hsm_config::TokenRole::Card) => "card".into(),
+            None if initialised => "card".into(),
             None => String::new(),
         },
-        free_public_memory: i.free_public_memory.unwrap_or(0),
-        total_public_memory: i.total_public_memory.unwrap_or(0),
-        free_private_memory: i.free_private_memory.unwrap_or(0),
-        total_private_memory: i.total_private_memory.unwrap_or(0),
+        free_public_memory: i.free_public_memory.unwrap_or(UNAVAILABLE_INFORMATION),
+        total_public_memory: i.total_public_memory.unwrap_or(UNAVAILABLE_INFORMATION),
+        free_private_memory: i.free_private_memory.unwrap_or(UNAVAILABLE_INFORMATION),
+        total_private_memory: i.total_private_memory.unwrap_or(UNAVAILABLE_INFORMATION),
         card_id: t.card_id.unwrap_or_default(),
     }
 }

@@ -249,6 +249,30 @@ impl TokenManager {
         self.run(token_serial, Box::new(move |s, ctx| keys::sign(s, ctx, &key_id, mechanism, &data))).await
     }
 
+    /// [`TokenManager::sign`] for callers already on a blocking thread (batch workers sign
+    /// thousands of certificates in a loop; a hop to tokio's blocking pool per signature
+    /// would cost a third of SoftHSM's signing rate). Same pool, admission and errors.
+    /// Must not be called from an async task: it blocks while it waits for a session.
+    pub fn sign_blocking(
+        &self,
+        token_serial: &str,
+        key_id: &[u8],
+        mechanism: SignMechanism,
+        data: &[u8],
+    ) -> Result<Vec<u8>, TokenError> {
+        let entry = match self.inner.entry(token_serial) {
+            Some(e) => e,
+            None => {
+                discover(&self.inner)?;
+                self.inner
+                    .entry(token_serial)
+                    .ok_or_else(|| TokenError::NotFound { serial: token_serial.to_owned() })?
+            }
+        };
+        let (key_id, data) = (key_id.to_vec(), data.to_vec());
+        self.inner.run_blocking(entry, Box::new(move |s, ctx| keys::sign(s, ctx, &key_id, mechanism, &data)))
+    }
+
     /// Runs `f` on one of the token's pooled, logged-in sessions, on a blocking thread, with the
     /// same admission, bound and error classification as every other call. For operations
     /// this layer has not typed yet, tests and benchmarks. `f` must not log out or close the

@@ -320,8 +320,61 @@ impl Inner {
         .await?
     }
 
+    /// [`Inner::run`] for a caller that is already on a blocking thread (a batch worker, a
+    /// benchmark thread): the same admission, pool bound and error classification, without
+    /// the hop to tokio's blocking pool. Must not be called from an async task.
+    pub(super) fn run_blocking<T>(
+        self: &Arc<Self>,
+        entry: Arc<TokenEntry>,
+        op: Op<T>,
+    ) -> Result<T, TokenError> {
+        if !entry.has_pin() {
+            return Err(TokenError::NoPin { serial: entry.serial.clone() });
+        }
+        if let Some(rejected) = entry.pin_rejection() {
+            return Err(rejected);
+        }
+        let admission = lock(&entry.health).admit(Instant::now());
+        match admission {
+            Admission::Proceed { .. } => {}
+            Admission::FailFast { reason } => return Err(entry.unavailable(reason)),
+            Admission::Recover => self.recover(&entry)?,
+        }
+        let _permit = self.acquire_blocking(&entry)?;
+        self.exec(&entry, op)
+    }
+
+    /// Blocking-thread form of [`Inner::acquire`]: polls for a slot, bounded by `session_wait`,
+    /// giving up at once when the token goes away.
+    fn acquire_blocking(&self, entry: &TokenEntry) -> Result<OwnedSemaphorePermit, TokenError> {
+        let deadline = Instant::now() + self.settings.wait;
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            match entry.permits.clone().try_acquire_owned() {
+                Ok(permit) => return Ok(permit),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(TokenError::Internal("the session pool was closed".into()));
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+            if !*entry.available_tx.borrow() {
+                let reason = lock(&entry.health).reason().unwrap_or("token went away").to_owned();
+                return Err(entry.unavailable(reason));
+            }
+            if Instant::now() >= deadline {
+                return Err(TokenError::Busy { serial: entry.serial.clone() });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Waits for a session slot: at most `session_wait`, and not at all once the token is gone.
     async fn acquire(&self, entry: &TokenEntry) -> Result<OwnedSemaphorePermit, TokenError> {
+        // Fast path: a free session needs no timer and no watch subscription.
+        if let Ok(permit) = entry.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
         let mut available = entry.available_tx.subscribe();
         let permits = entry.permits.clone();
         tokio::select! {
