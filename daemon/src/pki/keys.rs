@@ -32,7 +32,9 @@ pub enum KeyKind {
     EcP256,
     EcP384,
     /// RSA with this many modulus bits (2048 ≤ bits ≤ 8192).
-    Rsa { bits: usize },
+    Rsa {
+        bits: usize,
+    },
 }
 
 impl std::fmt::Display for KeyKind {
@@ -69,8 +71,12 @@ impl SignatureAlgorithm {
     /// ECDSA (RFC 5758), NULL for RSA (RFC 4055).
     pub fn algorithm_identifier(self) -> AlgorithmIdentifierOwned {
         match self {
-            SignatureAlgorithm::EcdsaP256Sha256 => AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA256, parameters: None },
-            SignatureAlgorithm::EcdsaP384Sha384 => AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA384, parameters: None },
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA256, parameters: None }
+            }
+            SignatureAlgorithm::EcdsaP384Sha384 => {
+                AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA384, parameters: None }
+            }
             SignatureAlgorithm::RsaPkcs1Sha256 => {
                 AlgorithmIdentifierOwned { oid: SHA256_WITH_RSA, parameters: Some(Any::null()) }
             }
@@ -126,7 +132,10 @@ impl VerifyAlg {
     /// From an AlgorithmIdentifier: ECDSA with SHA-256/384/512 (parameters absent), PKCS#1 v1.5
     /// RSA with SHA-256/384/512 (parameters NULL or absent). Anything else (SHA-1, RSA-PSS,
     /// EdDSA) is `UnsupportedSignatureAlgorithm`.
-    pub(crate) fn from_identifier(oid: ObjectIdentifier, parameters: Option<&Any>) -> Result<VerifyAlg, PkiError> {
+    pub(crate) fn from_identifier(
+        oid: ObjectIdentifier,
+        parameters: Option<&Any>,
+    ) -> Result<VerifyAlg, PkiError> {
         let (scheme, hash) = match oid {
             o if o == ECDSA_WITH_SHA256 => (Scheme::Ecdsa, Hash::Sha256),
             o if o == ECDSA_WITH_SHA384 => (Scheme::Ecdsa, Hash::Sha384),
@@ -142,7 +151,10 @@ impl VerifyAlg {
             (Scheme::Ecdsa, Some(_)) => false,
         };
         if !params_ok {
-            return Err(PkiError::malformed("signature algorithm", format!("unexpected parameters for {oid}")));
+            return Err(PkiError::malformed(
+                "signature algorithm",
+                format!("unexpected parameters for {oid}"),
+            ));
         }
         Ok(VerifyAlg { scheme, hash })
     }
@@ -153,7 +165,7 @@ impl VerifyAlg {
 pub(crate) enum VerifyingKey {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
-    Rsa(Box<rsa::RsaPublicKey>),
+    Rsa(Box<rsa::PublicKey>),
 }
 
 /// A subject or CA public key: its kind, the key for verification, and its SPKI DER.
@@ -206,8 +218,8 @@ impl PublicKey {
     /// Other curves and short RSA keys are `WeakKey`; other algorithms
     /// `UnsupportedKeyAlgorithm`; broken encodings `Malformed`.
     pub fn from_spki_der(spki_der: &[u8]) -> Result<PublicKey, PkiError> {
-        let spki = SubjectPublicKeyInfoRef::try_from(spki_der)
-            .map_err(|e| PkiError::malformed("public key", e))?;
+        let spki =
+            SubjectPublicKeyInfoRef::try_from(spki_der).map_err(|e| PkiError::malformed("public key", e))?;
         let key_bytes = spki
             .subject_public_key
             .as_bytes()
@@ -231,7 +243,10 @@ impl PublicKey {
                     }
                     other => {
                         return Err(PkiError::WeakKey {
-                            detail: format!("EC curve {} is not accepted: use P-256 or P-384", curve_name(&other)),
+                            detail: format!(
+                                "EC curve {} is not accepted: use P-256 or P-384",
+                                curve_name(&other)
+                            ),
                         });
                     }
                 }
@@ -253,9 +268,11 @@ impl PublicKey {
                 let e = parsed.public_exponent.as_bytes();
                 let e_odd = e.last().is_some_and(|b| b & 1 == 1);
                 if !e_odd || bits(e) < 2 {
-                    return Err(PkiError::WeakKey { detail: "RSA public exponent must be odd and at least 3".into() });
+                    return Err(PkiError::WeakKey {
+                        detail: "RSA public exponent must be odd and at least 3".into(),
+                    });
                 }
-                let k = rsa::RsaPublicKey::try_from(spki)
+                let k = rsa::PublicKey::try_from(spki)
                     .map_err(|e| PkiError::malformed("public key", format!("RSA key: {e}")))?;
                 (KeyKind::Rsa { bits: n_bits }, VerifyingKey::Rsa(Box::new(k)))
             }
@@ -313,7 +330,8 @@ pub fn public_key_kind(spki_der: &[u8]) -> Result<KeyKind, PkiError> {
 /// contents. Used for the SubjectKeyIdentifier of a certificate and the AuthorityKeyIdentifier
 /// of what its key signs.
 pub fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let spki = SubjectPublicKeyInfoRef::try_from(spki_der).map_err(|e| PkiError::malformed("public key", e))?;
+    let spki =
+        SubjectPublicKeyInfoRef::try_from(spki_der).map_err(|e| PkiError::malformed("public key", e))?;
     Ok(Sha1::digest(spki.subject_public_key.raw_bytes()).to_vec())
 }
 
@@ -365,9 +383,12 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
-        let key = RsaPublicKeyDer { modulus: Uint::new(modulus).expect("n"), public_exponent: Uint::new(exponent).expect("e") }
-            .to_der()
-            .expect("der");
+        let key = RsaPublicKeyDer {
+            modulus: Uint::new(modulus).expect("n"),
+            public_exponent: Uint::new(exponent).expect("e"),
+        }
+        .to_der()
+        .expect("der");
         SubjectPublicKeyInfoOwned {
             algorithm: AlgorithmIdentifierOwned { oid: RSA_ENCRYPTION, parameters: Some(Any::null()) },
             subject_public_key: BitString::from_bytes(&key).expect("bits"),
@@ -446,13 +467,19 @@ pub(crate) mod tests {
         // 2047 bits: still weak.
         let mut n2047 = vec![0xFF; 256];
         n2047[0] = 0x7F;
-        assert!(matches!(PublicKey::from_spki_der(&rsa_spki(&n2047, &[1, 0, 1])), Err(PkiError::WeakKey { .. })));
+        assert!(matches!(
+            PublicKey::from_spki_der(&rsa_spki(&n2047, &[1, 0, 1])),
+            Err(PkiError::WeakKey { .. })
+        ));
         // Even exponent.
         let n2048 = vec![0xC7; 256];
         assert!(matches!(PublicKey::from_spki_der(&rsa_spki(&n2048, &[2])), Err(PkiError::WeakKey { .. })));
         // Unknown algorithm (Ed25519).
         let ed = SubjectPublicKeyInfoOwned {
-            algorithm: AlgorithmIdentifierOwned { oid: ObjectIdentifier::new_unwrap("1.3.101.112"), parameters: None },
+            algorithm: AlgorithmIdentifierOwned {
+                oid: ObjectIdentifier::new_unwrap("1.3.101.112"),
+                parameters: None,
+            },
             subject_public_key: BitString::from_bytes(&[0; 32]).expect("bits"),
         }
         .to_der()
@@ -474,9 +501,16 @@ pub(crate) mod tests {
             VerifyAlg::from_identifier(sha1_rsa, Some(&null)),
             Err(PkiError::UnsupportedSignatureAlgorithm { .. })
         ));
-        for alg in [SignatureAlgorithm::EcdsaP256Sha256, SignatureAlgorithm::EcdsaP384Sha384, SignatureAlgorithm::RsaPkcs1Sha256] {
+        for alg in [
+            SignatureAlgorithm::EcdsaP256Sha256,
+            SignatureAlgorithm::EcdsaP384Sha384,
+            SignatureAlgorithm::RsaPkcs1Sha256,
+        ] {
             let id = alg.algorithm_identifier();
-            assert_eq!(VerifyAlg::from_identifier(id.oid, id.parameters.as_ref()).expect("known"), alg.verify_alg());
+            assert_eq!(
+                VerifyAlg::from_identifier(id.oid, id.parameters.as_ref()).expect("known"),
+                alg.verify_alg()
+            );
         }
         assert!(SignatureAlgorithm::RsaPkcs1Sha256.matches_key(KeyKind::Rsa { bits: 3072 }));
         assert!(!SignatureAlgorithm::EcdsaP256Sha256.matches_key(KeyKind::EcP384));

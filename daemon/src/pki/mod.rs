@@ -1,1 +1,47 @@
-//! X.509 / CSR / CRL building and parsing (issuance issue; being built).
+//! X.509 toolkit, beside `store/` and `token/` under the service layer: the issuance and
+//! certificate-store services call these pure functions to parse what users upload (CSRs,
+//! certificates, DNs) and to build what the CA signs (certificates, CSRs, CRLs); signing goes
+//! through a `CaSigner` (`TokenSigner`: the CA key in the HSM via `token::TokenManager`). No
+//! store, no gRPC here.
+//!
+//! Layout: `error.rs` (PkiError), `name.rs` (RFC 4514 DNs ↔ `Name`, CN/O/OU/L/S/C parts),
+//! `pem.rs` (PEM, fingerprints), `serial.rs` (128-bit random serials), `keys.rs` (key policy,
+//! signature verification, key identifiers), `signer.rs` (`CaSigner`, `TokenSigner`, the
+//! verify-every-signature rule), `cert.rs` (certificate templates, building, parsing),
+//! `csr.rs` (PKCS#10 parse with checks, build), `crl.rs` (reasons, CRL building, parsing).
+//!
+//! Rules kept here: every signature the CA key makes is verified against the CA public key
+//! before anything built with it is returned (`SignatureMismatch` otherwise); keys below
+//! policy (RSA < 2048, curves other than P-256/P-384) are refused (`WeakKey`), both in CSRs and
+//! in certificate templates.
+
+mod cert;
+mod crl;
+mod csr;
+mod error;
+mod keys;
+mod name;
+mod pem;
+mod serial;
+mod signer;
+
+pub use cert::{
+    CertificateTemplate, ExtendedKeyUsage, KeyUsage, ParsedCertificate, SubjectAltName, build_certificate,
+    parse_certificate, verify_certificate_signature,
+};
+pub use crl::{
+    CrlEntry, CrlTemplate, ParsedCrl, ParsedCrlEntry, RevocationReason, build_crl, parse_crl,
+    verify_crl_signature,
+};
+pub use csr::{ParsedCsr, build_csr, parse_csr};
+pub use error::PkiError;
+pub use keys::{
+    KeyKind, MAX_RSA_BITS, MIN_RSA_BITS, PublicKey, SignatureAlgorithm, key_identifier, public_key_kind,
+};
+pub use name::{Name, NameParts, common_name, format_name, name_parts, parse_name};
+pub use pem::{
+    PEM_CERTIFICATE, PEM_CERTIFICATE_REQUEST, PEM_NEW_CERTIFICATE_REQUEST, PEM_X509_CRL, der_from_pem_or_der,
+    looks_like_pem, pem_decode, pem_decode_all, pem_encode, sha1_fingerprint, sha256_fingerprint, to_hex,
+};
+pub use serial::CertSerial;
+pub use signer::{CaSigner, SignFuture, TokenSigner};

@@ -4,7 +4,7 @@
 
 use super::PkiError;
 use der::asn1::{Any, ObjectIdentifier};
-use der::{Decode, Encode, Tag};
+use der::{Decode, Encode, Tag, Tagged};
 use x509_cert::attr::AttributeTypeAndValue;
 pub use x509_cert::name::Name;
 use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
@@ -87,7 +87,11 @@ pub fn parse_name(dn: &str) -> Result<Name, PkiError> {
         let mut set = RelativeDistinguishedName::default();
         for atv in split(rdn, '+') {
             let atv = parse_atv(atv)?;
-            set.insert(atv).map_err(|_| bad("an attribute is repeated inside one multi-valued RDN"))?;
+            // X.501: an attribute type occurs at most once in one RDN.
+            if set.iter().any(|a| a.oid == atv.oid) {
+                return Err(bad("an attribute type is repeated inside one multi-valued RDN"));
+            }
+            set.insert(atv).map_err(|e| PkiError::encoding("an RDN", e))?;
         }
         rdns.push(set);
     }
@@ -127,8 +131,7 @@ fn unescape(dn: &str) -> Result<Vec<Ch>, PkiError> {
             let Some(low) = it.next().filter(char::is_ascii_hexdigit) else {
                 return Err(bad(format!("\\{next} is neither a special character nor a hex pair")));
             };
-            let byte = u8::from_str_radix(&format!("{next}{low}"), 16)
-                .map_err(|_| bad("bad hex escape"))?;
+            let byte = u8::from_str_radix(&format!("{next}{low}"), 16).map_err(|_| bad("bad hex escape"))?;
             pending.push(byte);
             continue;
         }
@@ -174,7 +177,9 @@ fn parse_atv(atv: &[Ch]) -> Result<AttributeTypeAndValue, PkiError> {
         return Err(bad("an attribute has no type (empty RDN or stray separator?)"));
     }
     let spec = spec_by_name(&key).ok_or_else(|| {
-        bad(format!("unknown attribute type {key:?}: use CN, O, OU, L, ST, C, STREET, SERIALNUMBER, E, DC or UID"))
+        bad(format!(
+            "unknown attribute type {key:?}: use CN, O, OU, L, ST, C, STREET, SERIALNUMBER, E, DC or UID"
+        ))
     })?;
     let name = spec.names.first().copied().unwrap_or_default();
     let raw = trim(rest.get(1..).unwrap_or_default());
@@ -195,24 +200,17 @@ fn parse_atv(atv: &[Ch]) -> Result<AttributeTypeAndValue, PkiError> {
     if len > spec.max_len {
         return Err(bad(format!("{name} is {len} characters long, at most {} allowed", spec.max_len)));
     }
-    match spec.tag {
-        Tag::PrintableString if spec.oid == C => {
-            if len != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
-                return Err(bad(format!("C must be a two-letter country code, not {value:?}")));
-            }
-            value = value.to_ascii_uppercase();
+    if spec.oid == C {
+        if len != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(bad(format!("C must be a two-letter country code, not {value:?}")));
         }
-        Tag::PrintableString => {
-            if let Some(c) = value.chars().find(|c| !is_printable(*c)) {
-                return Err(bad(format!("{name} may not contain {c:?} (PrintableString)")));
-            }
-        }
-        Tag::Ia5String => {
-            if !value.is_ascii() {
-                return Err(bad(format!("{name} must be ASCII")));
-            }
-        }
-        _ => {}
+        value = value.to_ascii_uppercase();
+    } else if spec.tag == Tag::PrintableString
+        && let Some(c) = value.chars().find(|c| !is_printable(*c))
+    {
+        return Err(bad(format!("{name} may not contain {c:?} (PrintableString)")));
+    } else if spec.tag == Tag::Ia5String && !value.is_ascii() {
+        return Err(bad(format!("{name} must be ASCII")));
     }
     let value = Any::new(spec.tag, value.into_bytes()).map_err(|e| PkiError::encoding("an attribute", e))?;
     Ok(AttributeTypeAndValue { oid: spec.oid, value })
@@ -239,10 +237,11 @@ pub(crate) fn attr_text(value: &Any) -> Option<String> {
         // T.61 is in practice written as Latin-1.
         Tag::TeletexString => Some(bytes.iter().map(|&b| char::from(b)).collect()),
         Tag::BmpString => {
-            if bytes.len() % 2 != 0 {
+            let pairs = bytes.chunks_exact(2);
+            if !pairs.remainder().is_empty() {
                 return None;
             }
-            let units: Vec<u16> = bytes.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
+            let units: Vec<u16> = pairs.map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
             String::from_utf16(&units).ok()
         }
         _ => None,
@@ -254,10 +253,8 @@ pub(crate) fn attr_text(value: &Any) -> Option<String> {
 /// written as `OID=#hex` of the value's DER. `parse_name(format_name(n))` gives `n` back for
 /// names `parse_name` can make.
 pub fn format_name(name: &Name) -> String {
-    let rdns: Vec<String> = name
-        .iter_rdn()
-        .map(|rdn| rdn.iter().map(format_atv).collect::<Vec<_>>().join("+"))
-        .collect();
+    let rdns: Vec<String> =
+        name.iter_rdn().map(|rdn| rdn.iter().map(format_atv).collect::<Vec<_>>().join("+")).collect();
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
 }
 

@@ -107,10 +107,7 @@ pub fn pem_decode_all(input: &[u8]) -> Result<Vec<(String, Vec<u8>)>, PkiError> 
 
 /// The first PEM block in `input` as (label, DER).
 pub fn pem_decode(input: &[u8]) -> Result<(String, Vec<u8>), PkiError> {
-    pem_decode_all(input)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| PkiError::malformed("PEM", "no -----BEGIN line"))
+    pem_decode_all(input)?.into_iter().next().ok_or_else(|| PkiError::malformed("PEM", "no -----BEGIN line"))
 }
 
 /// DER from an upload that is either DER or PEM. PEM must carry one of `labels` (the first
@@ -122,7 +119,10 @@ pub fn der_from_pem_or_der(input: &[u8], labels: &[&str], what: &'static str) ->
         if labels.iter().any(|l| *l == label) {
             Ok(der)
         } else {
-            Err(PkiError::PemLabel { expected: labels.first().copied().unwrap_or_default().to_owned(), found: label })
+            Err(PkiError::PemLabel {
+                expected: labels.first().copied().unwrap_or_default().to_owned(),
+                found: label,
+            })
         }
     } else if input.first() == Some(&0x30) {
         Ok(input.to_vec())
@@ -161,7 +161,9 @@ mod tests {
         let der = vec![0x30, 0x03, 0x02, 0x01, 0x05];
         let b64 = STANDARD.encode(&der);
         // CRLF, text before and after, one long line.
-        let text = format!("Certificate:\n  blah\r\n-----BEGIN X509 CRL-----\r\n{b64}\r\n-----END X509 CRL-----\r\ntrailer");
+        let text = format!(
+            "Certificate:\n  blah\r\n-----BEGIN X509 CRL-----\r\n{b64}\r\n-----END X509 CRL-----\r\ntrailer"
+        );
         let (label, back) = pem_decode(text.as_bytes()).expect("decodes");
         assert_eq!((label.as_str(), back), (PEM_X509_CRL, der));
     }
@@ -178,7 +180,10 @@ mod tests {
     #[test]
     fn pem_errors() {
         assert!(matches!(pem_decode(b"no pem here"), Err(PkiError::Malformed { .. })));
-        assert!(matches!(pem_decode(b"-----BEGIN CERTIFICATE-----\nAAAA\n"), Err(PkiError::Malformed { .. })));
+        assert!(matches!(
+            pem_decode(b"-----BEGIN CERTIFICATE-----\nAAAA\n"),
+            Err(PkiError::Malformed { .. })
+        ));
         assert!(matches!(
             pem_decode(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
             Err(PkiError::Malformed { .. })
@@ -211,6 +216,9 @@ mod tests {
     #[test]
     fn fingerprints() {
         assert_eq!(sha1_fingerprint(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(sha256_fingerprint(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_fingerprint(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

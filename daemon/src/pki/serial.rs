@@ -64,8 +64,12 @@ impl CertSerial {
         let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
         let mut bytes = Vec::with_capacity(padded.len() / 2);
         for pair in padded.as_bytes().chunks(2) {
-            let pair = std::str::from_utf8(pair).map_err(|_| PkiError::invalid("serial_number", "not hexadecimal"))?;
-            bytes.push(u8::from_str_radix(pair, 16).map_err(|_| PkiError::invalid("serial_number", "not hexadecimal"))?);
+            let pair = std::str::from_utf8(pair)
+                .map_err(|_| PkiError::invalid("serial_number", "not hexadecimal"))?;
+            bytes.push(
+                u8::from_str_radix(pair, 16)
+                    .map_err(|_| PkiError::invalid("serial_number", "not hexadecimal"))?,
+            );
         }
         CertSerial::from_bytes(&bytes)
     }
@@ -142,7 +146,10 @@ mod tests {
         assert_eq!("0xABC01".parse::<CertSerial>().expect("parses"), s);
         assert_eq!(CertSerial::from_hex(&s.to_hex()).expect("round trip"), s);
         for bad in ["", "  ", "0", "00:00", "xyz", "12-34", &"f".repeat(41)] {
-            assert!(matches!(CertSerial::from_hex(bad), Err(PkiError::InvalidField { .. })), "{bad:?} accepted");
+            assert!(
+                matches!(CertSerial::from_hex(bad), Err(PkiError::InvalidField { .. })),
+                "{bad:?} accepted"
+            );
         }
         assert!(CertSerial::from_hex(&format!("7{}", "f".repeat(39))).is_ok());
         assert!(CertSerial::from_hex(&"f".repeat(40)).is_err());
