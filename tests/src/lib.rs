@@ -365,6 +365,8 @@ pub struct Daemon {
     child: Option<Child>,
     exit_status: Option<ExitStatus>,
     runs: u32,
+    /// `RUST_LOG` for the child; `None` means `CARDHSM_E2E_RUST_LOG` or `info`.
+    log_filter: Option<String>,
 }
 
 impl fmt::Debug for Daemon {
@@ -402,6 +404,16 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts the daemon on the base config with the log filter `filter` (a `RUST_LOG`
+    /// directive such as `debug`): for tests that must see everything the daemon can log.
+    pub async fn start_with_log_filter(env: &TestEnv, filter: &str) -> anyhow::Result<Daemon> {
+        let config = env.config_with("")?;
+        let mut daemon = Daemon::prepare(env, &config)?;
+        daemon.log_filter = Some(filter.to_owned());
+        daemon.run().await?;
+        Ok(daemon)
+    }
+
     /// Starts the daemon with `extra_toml` merged into the base config and expects it to exit
     /// without becoming ready (a refused configuration, a missing token …). Returns its exit
     /// status and its log.
@@ -434,6 +446,7 @@ impl Daemon {
             child: None,
             exit_status: None,
             runs: 0,
+            log_filter: None,
         })
     }
 
@@ -457,7 +470,10 @@ impl Daemon {
             .with_context(|| format!("opening {}", self.log_path.display()))?;
         writeln!(log, "{}{} ====", RUN_MARKER, self.runs)?;
         let stderr = log.try_clone()?;
-        let rust_log = std::env::var("CARDHSM_E2E_RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+        let rust_log = match &self.log_filter {
+            Some(f) => f.clone(),
+            None => std::env::var("CARDHSM_E2E_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        };
         let child = Command::new(&bin)
             .arg("--config")
             .arg(&self.config_path)

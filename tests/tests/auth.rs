@@ -331,7 +331,9 @@ async fn health_is_public_and_reflection_lists_our_services() {
 #[tokio::test(flavor = "multi_thread")]
 async fn passwords_and_pins_never_reach_the_log() {
     let env = TestEnv::new(1).expect("env");
-    let daemon = Daemon::start(&env).await.expect("daemon");
+    // Everything the daemon and its libraries can log, down to trace (h2 frames, hyper,
+    // tonic), so a secret in any request or span field would show.
+    let daemon = Daemon::start_with_log_filter(&env, "trace").await.expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     create_user(&mut admin, "bob", USER_PASSWORD, pb::Role::User).await;
     // Exercise the paths that handle secrets: failed and good logins, refresh, token use, a
@@ -357,6 +359,7 @@ async fn passwords_and_pins_never_reach_the_log() {
 
     let log = daemon.log();
     assert!(log.contains("gRPC listening"), "the log was captured: {log}");
+    assert!(log.contains("/cardhsm.v1.AuthService/Login"), "request spans were logged at this level");
     for secret in [
         ADMIN_PASSWORD,
         USER_PASSWORD,
