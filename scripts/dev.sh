@@ -18,7 +18,7 @@ echo "==> SoftHSM dev tokens in $DEV/hsm"
 mkdir -p "$DEV"
 ./softhsm-setup.sh --dir "$DEV/hsm" --cards 2 >"$DEV/softhsm-setup.out"
 export SOFTHSM2_CONF="$DEV/hsm/softhsm2.conf"
-grep -E 'label|serial' "$DEV/softhsm-setup.out" || true
+grep '^#' "$DEV/softhsm-setup.out" || true
 
 if [ ! -f "$DEV/cardhsm.toml" ]; then
   cat >"$DEV/cardhsm.toml" <<'TOML'
