@@ -86,17 +86,9 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().map_err(|_| StoreError::Poisoned)?;
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(StoreError::from)?;
-            Ok(value)
-        })
-        .await
-        .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+        tokio::task::spawn_blocking(move || in_write_transaction(&inner, f))
+            .await
+            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 
     /// Runs `f` on a pooled read-only connection, off the executor. Reads see the last
@@ -131,19 +123,27 @@ impl Store {
         E: From<StoreError>,
         F: FnOnce(&Transaction<'_>) -> Result<T, E>,
     {
-        let mut conn = self.inner.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(value)
+        in_write_transaction(&self.inner, f)
     }
 
     /// The schema version recorded in the database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?)).await
     }
+}
+
+/// `f` in one IMMEDIATE transaction on the writer: committed on `Ok`, rolled back on `Err`.
+fn in_write_transaction<T, E, F>(inner: &Inner, f: F) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&Transaction<'_>) -> Result<T, E>,
+{
+    let mut conn = inner.writer.lock().map_err(|_| StoreError::Poisoned)?;
+    let tx =
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
+    let value = f(&tx)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(value)
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

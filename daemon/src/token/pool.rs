@@ -295,21 +295,10 @@ impl Inner {
         entry: Arc<TokenEntry>,
         op: Op<T>,
     ) -> Result<T, TokenError> {
-        if !entry.has_pin() {
-            return Err(TokenError::NoPin { serial: entry.serial.clone() });
-        }
-        if let Some(rejected) = entry.pin_rejection() {
-            return Err(rejected);
-        }
-        let admission = lock(&entry.health).admit(Instant::now());
-        match admission {
-            Admission::Proceed { .. } => {}
-            Admission::FailFast { reason } => return Err(entry.unavailable(reason)),
-            Admission::Recover => {
-                // The state is Recovering: the blocking task finishes it even if we are cancelled.
-                let (inner, e) = (self.clone(), entry.clone());
-                blocking(move || inner.recover(&e)).await??;
-            }
+        if Self::admit(&entry)? {
+            // The state is Recovering: the blocking task finishes it even if we are cancelled.
+            let (inner, e) = (self.clone(), entry.clone());
+            blocking(move || inner.recover(&e)).await??;
         }
         let permit = self.acquire(&entry).await?;
         let inner = self.clone();
@@ -320,14 +309,10 @@ impl Inner {
         .await?
     }
 
-    /// [`Inner::run`] for a caller that is already on a blocking thread (a batch worker, a
-    /// benchmark thread): the same admission, pool bound and error classification, without
-    /// the hop to tokio's blocking pool. Must not be called from an async task.
-    pub(super) fn run_blocking<T>(
-        self: &Arc<Self>,
-        entry: Arc<TokenEntry>,
-        op: Op<T>,
-    ) -> Result<T, TokenError> {
+    /// The checks every call passes before it may take a session: a PIN is configured and was
+    /// not rejected, and the token's health admits the call. `Ok(true)` means this caller won
+    /// the right to recover the token first.
+    fn admit(entry: &TokenEntry) -> Result<bool, TokenError> {
         if !entry.has_pin() {
             return Err(TokenError::NoPin { serial: entry.serial.clone() });
         }
@@ -336,9 +321,22 @@ impl Inner {
         }
         let admission = lock(&entry.health).admit(Instant::now());
         match admission {
-            Admission::Proceed { .. } => {}
-            Admission::FailFast { reason } => return Err(entry.unavailable(reason)),
-            Admission::Recover => self.recover(&entry)?,
+            Admission::Proceed { .. } => Ok(false),
+            Admission::FailFast { reason } => Err(entry.unavailable(reason)),
+            Admission::Recover => Ok(true),
+        }
+    }
+
+    /// [`Inner::run`] for a caller that is already on a blocking thread (a batch worker, a
+    /// benchmark thread): the same admission, pool bound and error classification, without
+    /// the hop to tokio's blocking pool. Must not be called from an async task.
+    pub(super) fn run_blocking<T>(
+        self: &Arc<Self>,
+        entry: Arc<TokenEntry>,
+        op: Op<T>,
+    ) -> Result<T, TokenError> {
+        if Self::admit(&entry)? {
+            self.recover(&entry)?;
         }
         let _permit = self.acquire_blocking(&entry)?;
         self.exec(&entry, op)
