@@ -71,7 +71,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     eprintln!("cardhsmd: gRPC listening on {scheme}://{addr}");
     eprintln!("cardhsmd: log in with: cardhsm --endpoint {scheme}://{addr} login --username admin");
     if let Some(path) = &config.server.ready_file {
-        std::fs::write(path, addr.to_string())
+        // Written beside and renamed into place, so a watcher never reads half an address.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|source| StartError::ReadyFile { path: path.display().to_string(), source })?;
     }
 

@@ -373,3 +373,49 @@ async fn passwords_and_pins_never_reach_the_log() {
         assert!(!log.contains(secret), "a secret reached the daemon log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_password_is_generated_once_into_a_private_file_when_none_is_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new(0).expect("env");
+    // A source that is unset: the daemon must generate the password.
+    let mut daemon =
+        Daemon::start_with(&env, "[auth]\nbootstrap_password = { env = \"CARDHSM_TEST_UNSET_BOOTSTRAP\" }\n")
+            .await
+            .expect("daemon");
+    let file = env.path().join("bootstrap-admin.password");
+    let meta = std::fs::metadata(&file).expect("password file written beside the store");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "user-only");
+    let password = std::fs::read_to_string(&file).expect("read").trim().to_owned();
+    assert!(password.len() >= 20, "a generated password is long: {} chars", password.len());
+    assert_ne!(password, ADMIN_PASSWORD);
+    login(&daemon.endpoint, "admin", &password).await;
+    let log = daemon.log();
+    assert!(log.contains("bootstrap-admin.password"), "the log says where the password is");
+    assert!(!log.contains(&password), "stderr is not a terminal: the password itself is not printed");
+    let mut anon = api(&daemon.endpoint, None).await;
+    expect_code(
+        anon.auth.login(pb::LoginRequest { username: "admin".into(), password: ADMIN_PASSWORD.into() }).await,
+        Code::Unauthenticated,
+    );
+
+    // Once: a restart keeps the administrator and generates nothing new.
+    std::fs::remove_file(&file).expect("remove");
+    daemon.restart().await;
+    assert!(!file.exists(), "no second password is generated");
+    login(&daemon.endpoint, "admin", &password).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_password_can_come_from_a_file() {
+    let env = TestEnv::new(0).expect("env");
+    let secret = env.path().join("admin.secret");
+    std::fs::write(&secret, "from-a-file-password-42\n").expect("write");
+    let daemon =
+        Daemon::start_with(&env, &format!("[auth]\nbootstrap_password = {{ file = {:?} }}\n", secret))
+            .await
+            .expect("daemon");
+    login(&daemon.endpoint, "admin", "from-a-file-password-42").await;
+    assert!(!env.path().join("bootstrap-admin.password").exists());
+    assert!(!daemon.log().contains("from-a-file-password-42"));
+}
