@@ -30,6 +30,8 @@ pub struct Config {
     #[serde(default)]
     pub cards: CardsConfig,
     #[serde(default)]
+    pub issuance: IssuanceConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
 }
 
@@ -234,6 +236,114 @@ impl TryFrom<String> for KeyAlgorithm {
     }
 }
 
+/// `[issuance]`: certificate issuance.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IssuanceConfig {
+    /// Profiles in addition to the built-in ones (`ecc-device`, `ecc-server`, `rsa-device`,
+    /// `rsa-server`); a configured profile with a built-in id replaces it.
+    #[serde(default)]
+    pub profiles: Vec<ProfileConfig>,
+}
+
+/// `[[issuance.profiles]]`: what certificates of one kind say.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// `^[a-z0-9][a-z0-9_-]{0,63}$`, unique.
+    pub id: String,
+    /// Display name, 1..=128 characters.
+    pub name: String,
+    /// Subject keys the profile accepts: 1 or more of EC:P-256, EC:P-384, RSA:2048, RSA:3072, RSA:4096.
+    pub key_algorithms: Vec<KeyAlgorithm>,
+    /// The authority (by name) the profile issues from. Default: any.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// RFC 4514 template; `{name}` is replaced by parameter `name` (an attribute whose
+    /// parameter has no value is left out). Every placeholder must name a parameter.
+    pub subject_dn: String,
+    /// keyUsage names, see [`KEY_USAGE_NAMES`]. Default: `["digitalSignature"]`.
+    #[serde(default = "defaults::profile_key_usages")]
+    pub key_usages: Vec<String>,
+    /// extendedKeyUsage names (see [`EXTENDED_KEY_USAGE_NAMES`]) or dotted OIDs. Default: none.
+    #[serde(default)]
+    pub extended_key_usages: Vec<String>,
+    /// Default validity. Default 1; 1..=`max_validity_years`.
+    #[serde(default = "defaults::profile_validity_years")]
+    pub validity_years: u32,
+    /// The most a request may ask for. Default 3; 1..=30.
+    #[serde(default = "defaults::profile_max_validity_years")]
+    pub max_validity_years: u32,
+    /// Also put the common name into the subjectAltName as a DNS name (server certificates).
+    /// Default false.
+    #[serde(default)]
+    pub dns_san_from_common_name: bool,
+    /// At least one, at most 32; names unique.
+    pub parameters: Vec<ProfileParameterConfig>,
+}
+
+/// `[[issuance.profiles.parameters]]`: one value a request fills in.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileParameterConfig {
+    /// `^[A-Za-z][A-Za-z0-9_]{0,63}$`. `commonName`, `organization`, `organizationalUnit`,
+    /// `locality`, `state` and `country` with scope CSR_SUBJECT are read from the CSR when the
+    /// request does not give them.
+    pub name: String,
+    /// A hint for user interfaces (`text`, `email`, `country`, …). Default `text`.
+    #[serde(default = "defaults::parameter_input_type")]
+    pub input_type: String,
+    /// Default false.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub placeholder: String,
+    /// A regular expression (Rust `regex` syntax) the whole value must match. Default: any
+    /// 1 to 64 characters.
+    #[serde(default = "defaults::parameter_pattern")]
+    pub validation_pattern: String,
+    /// Shown when the value does not match.
+    #[serde(default)]
+    pub message: String,
+    /// Default value.
+    #[serde(default)]
+    pub value: String,
+    #[serde(default)]
+    pub title: String,
+    /// Any of BATCH, REQUEST, CSR, CSR_SUBJECT, ORGANIZATION. Default `["REQUEST"]`.
+    #[serde(default = "defaults::parameter_scopes")]
+    pub scopes: Vec<String>,
+    /// Default false.
+    #[serde(default)]
+    pub dynamic: bool,
+}
+
+/// keyUsage names a profile may list (RFC 5280 4.2.1.3 spelling).
+pub const KEY_USAGE_NAMES: [&str; 8] = [
+    "digitalSignature",
+    "contentCommitment",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "cRLSign",
+    "encipherOnly",
+    "decipherOnly",
+];
+
+/// extendedKeyUsage names a profile may list (besides dotted OIDs).
+pub const EXTENDED_KEY_USAGE_NAMES: [&str; 7] = [
+    "serverAuth",
+    "clientAuth",
+    "codeSigning",
+    "emailProtection",
+    "timeStamping",
+    "OCSPSigning",
+    "smartcardLogon",
+];
+
+/// Parameter scopes a profile may list.
+pub const PARAMETER_SCOPES: [&str; 5] = ["BATCH", "REQUEST", "CSR", "CSR_SUBJECT", "ORGANIZATION"];
+
 /// `[logging]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +401,24 @@ pub mod defaults {
     }
     pub fn default_policy() -> String {
         "standard".to_owned()
+    }
+    pub fn profile_key_usages() -> Vec<String> {
+        vec!["digitalSignature".to_owned()]
+    }
+    pub fn profile_validity_years() -> u32 {
+        1
+    }
+    pub fn profile_max_validity_years() -> u32 {
+        3
+    }
+    pub fn parameter_input_type() -> String {
+        "text".to_owned()
+    }
+    pub fn parameter_pattern() -> String {
+        ".{1,64}".to_owned()
+    }
+    pub fn parameter_scopes() -> Vec<String> {
+        vec!["REQUEST".to_owned()]
     }
     pub fn log_level() -> String {
         "info".to_owned()
@@ -365,6 +493,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             pkcs11: Pkcs11Config::default(),
             cards: CardsConfig::default(),
+            issuance: IssuanceConfig::default(),
             logging: LoggingConfig::default(),
         }
     }

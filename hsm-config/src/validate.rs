@@ -1,7 +1,7 @@
 //! Validation of a parsed configuration: every check names the TOML key it is about, so an
 //! operator knows which line to fix.
 
-use crate::{CardPolicy, Config, defaults};
+use crate::{CardPolicy, Config, ProfileConfig, defaults};
 use std::path::Path;
 
 /// Why a configuration was refused. `key` is the dotted TOML path, e.g. `pkcs11.tokens[1].pin`.
@@ -132,6 +132,16 @@ impl Config {
                 format!("no policy is named {:?}", self.cards.default_policy),
             ));
         }
+        let mut profile_ids = std::collections::HashSet::new();
+        for (i, p) in self.issuance.profiles.iter().enumerate() {
+            check_profile(&format!("issuance.profiles[{i}]"), p)?;
+            if !profile_ids.insert(p.id.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("issuance.profiles[{i}].id"),
+                    format!("profile {:?} is defined twice", p.id),
+                ));
+            }
+        }
         if self.logging.level.trim().is_empty() {
             return Err(ConfigError::invalid("logging.level", "must not be empty"));
         }
@@ -205,6 +215,122 @@ fn check_policy(key: &str, p: &CardPolicy) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn is_ident(s: &str, first: impl Fn(char) -> bool, rest: impl Fn(char) -> bool, max: usize) -> bool {
+    s.len() <= max && s.chars().next().is_some_and(first) && s.chars().all(rest)
+}
+
+/// The `{name}` placeholders of a subject-DN template.
+fn placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after.find('}').ok_or("has a `{` without its `}`")?;
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    if rest.contains('}') {
+        return Err("has a `}` without its `{`".into());
+    }
+    Ok(out)
+}
+
+fn check_profile(key: &str, p: &ProfileConfig) -> Result<(), ConfigError> {
+    let id_ok = is_ident(
+        &p.id,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-',
+        64,
+    );
+    if !id_ok {
+        return Err(ConfigError::invalid(format!("{key}.id"), "must match ^[a-z0-9][a-z0-9_-]{0,63}$"));
+    }
+    if p.name.trim().is_empty() || p.name.chars().count() > 128 || p.name.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(format!("{key}.name"), "must be 1 to 128 characters"));
+    }
+    if p.key_algorithms.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.key_algorithms"),
+            "must list at least one algorithm",
+        ));
+    }
+    if p.authority.as_ref().is_some_and(|a| a.trim().is_empty()) {
+        return Err(ConfigError::invalid(format!("{key}.authority"), "must not be empty when set"));
+    }
+    for (j, u) in p.key_usages.iter().enumerate() {
+        if !crate::KEY_USAGE_NAMES.contains(&u.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{key}.key_usages[{j}]"),
+                format!("{u:?} is not one of {}", crate::KEY_USAGE_NAMES.join(", ")),
+            ));
+        }
+    }
+    for (j, e) in p.extended_key_usages.iter().enumerate() {
+        let oid_like = e.split('.').count() >= 2
+            && e.split('.').all(|arc| !arc.is_empty() && arc.chars().all(|c| c.is_ascii_digit()));
+        if !crate::EXTENDED_KEY_USAGE_NAMES.contains(&e.as_str()) && !oid_like {
+            return Err(ConfigError::invalid(
+                format!("{key}.extended_key_usages[{j}]"),
+                format!(
+                    "{e:?} is neither a dotted OID nor one of {}",
+                    crate::EXTENDED_KEY_USAGE_NAMES.join(", ")
+                ),
+            ));
+        }
+    }
+    check_range(&format!("{key}.max_validity_years"), p.max_validity_years, 1, 30)?;
+    check_range(&format!("{key}.validity_years"), p.validity_years, 1, p.max_validity_years)?;
+    if p.parameters.is_empty() || p.parameters.len() > 32 {
+        return Err(ConfigError::invalid(format!("{key}.parameters"), "must list 1 to 32 parameters"));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (j, param) in p.parameters.iter().enumerate() {
+        let pkey = format!("{key}.parameters[{j}]");
+        let name_ok =
+            is_ident(&param.name, |c| c.is_ascii_alphabetic(), |c| c.is_ascii_alphanumeric() || c == '_', 64);
+        if !name_ok {
+            return Err(ConfigError::invalid(
+                format!("{pkey}.name"),
+                "must match ^[A-Za-z][A-Za-z0-9_]{0,63}$",
+            ));
+        }
+        if !names.insert(param.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{pkey}.name"),
+                "names must be unique within a profile",
+            ));
+        }
+        regex::Regex::new(&format!("^(?:{})$", param.validation_pattern)).map_err(|e| {
+            ConfigError::invalid(
+                format!("{pkey}.validation_pattern"),
+                format!("not a valid regular expression: {e}"),
+            )
+        })?;
+        for (k, scope) in param.scopes.iter().enumerate() {
+            if !crate::PARAMETER_SCOPES.contains(&scope.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{pkey}.scopes[{k}]"),
+                    format!("{scope:?} is not one of {}", crate::PARAMETER_SCOPES.join(", ")),
+                ));
+            }
+        }
+    }
+    let used =
+        placeholders(&p.subject_dn).map_err(|e| ConfigError::invalid(format!("{key}.subject_dn"), e))?;
+    if used.is_empty() {
+        return Err(ConfigError::invalid(format!("{key}.subject_dn"), "must use at least one {parameter}"));
+    }
+    for name in used {
+        if !names.contains(name) {
+            return Err(ConfigError::invalid(
+                format!("{key}.subject_dn"),
+                format!("uses {{{name}}}, which is not a parameter of the profile"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +367,61 @@ mod tests {
         assert_eq!(check_policy("x", &bad).expect_err("name").key(), Some("x.name"));
         let none = CardPolicy { name: "p".into(), keys: vec![] };
         assert_eq!(check_policy("x", &none).expect_err("no keys").key(), Some("x.keys"));
+    }
+
+    fn profile() -> ProfileConfig {
+        ProfileConfig {
+            id: "vpn".into(),
+            name: "VPN".into(),
+            key_algorithms: vec![KeyAlgorithm::EcP256],
+            authority: None,
+            subject_dn: "CN={commonName}".into(),
+            key_usages: vec!["digitalSignature".into()],
+            extended_key_usages: vec!["clientAuth".into(), "1.3.6.1.5.5.7.3.17".into()],
+            validity_years: 1,
+            max_validity_years: 3,
+            dns_san_from_common_name: false,
+            parameters: vec![crate::ProfileParameterConfig {
+                name: "commonName".into(),
+                input_type: "text".into(),
+                required: true,
+                placeholder: String::new(),
+                validation_pattern: "[a-z]+".into(),
+                message: String::new(),
+                value: String::new(),
+                title: String::new(),
+                scopes: vec!["REQUEST".into(), "CSR_SUBJECT".into()],
+                dynamic: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn check_profile_names_the_offending_key() {
+        assert!(check_profile("p", &profile()).is_ok());
+        type Edit = Box<dyn Fn(&mut ProfileConfig)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|p| p.id = "Bad Id".into()), "p.id"),
+            (Box::new(|p| p.key_algorithms.clear()), "p.key_algorithms"),
+            (Box::new(|p| p.key_usages.push("keyCertSign".into())), "p.key_usages[1]"),
+            (Box::new(|p| p.extended_key_usages.push("nope".into())), "p.extended_key_usages[2]"),
+            (Box::new(|p| p.validity_years = 4), "p.validity_years"),
+            (Box::new(|p| p.max_validity_years = 31), "p.max_validity_years"),
+            (
+                Box::new(|p| p.parameters[0].validation_pattern = "(".into()),
+                "p.parameters[0].validation_pattern",
+            ),
+            (Box::new(|p| p.parameters[0].scopes.push("EVERYWHERE".into())), "p.parameters[0].scopes[2]"),
+            (Box::new(|p| p.parameters[0].name = "1x".into()), "p.parameters[0].name"),
+            (Box::new(|p| p.subject_dn = "CN={other}".into()), "p.subject_dn"),
+            (Box::new(|p| p.subject_dn = "CN={commonName".into()), "p.subject_dn"),
+            (Box::new(|p| p.parameters.clear()), "p.parameters"),
+        ];
+        for (edit, key) in cases {
+            let mut p = profile();
+            edit(&mut p);
+            assert_eq!(check_profile("p", &p).expect_err(key).key(), Some(key));
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ fn example_file_optional_settings_are_valid_when_enabled() {
     assert_eq!(config.pkcs11.tokens[1].role, TokenRole::Card);
     assert_eq!(config.cards.policies.len(), 1);
     assert_eq!(config.cards.policies[0].keys.len(), 2);
+    assert_eq!(config.issuance.profiles.len(), 1);
+    assert_eq!(config.issuance.profiles[0].parameters.len(), 1);
 }
 
 #[test]
@@ -99,6 +101,24 @@ fn example_file_documents_every_key() {
         "name",
         "keys",
         "algorithm",
+        "id",
+        "key_algorithms",
+        "authority",
+        "subject_dn",
+        "key_usages",
+        "extended_key_usages",
+        "validity_years",
+        "max_validity_years",
+        "dns_san_from_common_name",
+        "input_type",
+        "required",
+        "placeholder",
+        "validation_pattern",
+        "message",
+        "value",
+        "title",
+        "scopes",
+        "dynamic",
         "level",
         "format",
     ] {
@@ -113,7 +133,14 @@ fn example_file_documents_every_key() {
     for section in ["[server]", "[server.tls]", "[store]", "[auth]", "[pkcs11]", "[[pkcs11.tokens]]"] {
         assert!(text.lines().any(|l| l.trim() == section), "example lacks {section}");
     }
-    for section in ["[cards]", "[[cards.policies]]", "[logging]"] {
+    for section in [
+        "[cards]",
+        "[[cards.policies]]",
+        "[issuance]",
+        "[[issuance.profiles]]",
+        "[[issuance.profiles.parameters]]",
+        "[logging]",
+    ] {
         assert!(text.lines().any(|l| l.trim() == section), "example lacks {section}");
     }
 }

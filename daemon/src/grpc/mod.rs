@@ -1,10 +1,11 @@
-//! Wire layer for gRPC: the tonic server with our three services, the standard health and
+//! Wire layer for gRPC: the tonic server with our services, the standard health and
 //! reflection services, TLS (optionally client-certificate TLS), and the authentication layer
 //! that every request passes first.
 
 mod auth_layer;
 mod convert;
 mod handlers;
+mod issuance;
 pub mod status;
 
 pub use auth_layer::principal;
@@ -55,6 +56,7 @@ pub async fn serve(
     health.set_serving::<pb::auth_service_server::AuthServiceServer<handlers::AuthApi>>().await;
     health.set_serving::<pb::card_service_server::CardServiceServer<handlers::CardApi>>().await;
     health.set_serving::<pb::user_service_server::UserServiceServer<handlers::UserApi>>().await;
+    health.set_serving::<pb::issuance_service_server::IssuanceServiceServer<issuance::IssuanceApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
@@ -88,6 +90,9 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(pb::auth_service_server::AuthServiceServer::new(handlers::AuthApi(services.clone())))
         .add_service(pb::card_service_server::CardServiceServer::new(handlers::CardApi(services.clone())))
+        .add_service(pb::issuance_service_server::IssuanceServiceServer::new(issuance::IssuanceApi(
+            services.clone(),
+        )))
         .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

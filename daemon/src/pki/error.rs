@@ -43,6 +43,10 @@ pub enum PkiError {
     /// Nothing built with it is returned.
     #[error("the signature made by the CA key does not verify with the CA public key")]
     SignatureMismatch,
+    /// The password does not decrypt the object (`what`: "private_key", "PKCS#12"). The
+    /// service reports it on the `password` field.
+    #[error("wrong password for the {what}")]
+    WrongPassword { what: &'static str },
     /// The token layer failed (token unavailable, key not found, …).
     #[error(transparent)]
     Token(#[from] TokenError),

@@ -8,7 +8,10 @@
 //! `pem.rs` (PEM, fingerprints), `serial.rs` (128-bit random serials), `keys.rs` (key policy,
 //! signature verification, key identifiers), `signer.rs` (`CaSigner`, `TokenSigner`, the
 //! verify-every-signature rule), `cert.rs` (certificate templates, building, parsing),
-//! `csr.rs` (PKCS#10 parse with checks, build), `crl.rs` (reasons, CRL building, parsing).
+//! `csr.rs` (PKCS#10 parse with checks, build), `crl.rs` (reasons, CRL building, parsing),
+//! `private_key.rs` (uploaded private keys: PKCS#8, encrypted PKCS#8, PKCS#1, SEC1 →
+//! `PrivateKeyMaterial`, zeroized, with its PKCS#11 attributes), `pkcs12.rs` (PFX build and
+//! parse: PBES2/AES-256-CBC bags, HMAC-SHA-256 MAC).
 //!
 //! Rules kept here: every signature the CA key makes is verified against the CA public key
 //! before anything built with it is returned (`SignatureMismatch` otherwise); keys below
@@ -22,6 +25,8 @@ mod error;
 mod keys;
 mod name;
 mod pem;
+mod pkcs12;
+mod private_key;
 mod serial;
 mod signer;
 
@@ -42,6 +47,11 @@ pub use name::{Name, NameParts, common_name, format_name, name_parts, parse_name
 pub use pem::{
     PEM_CERTIFICATE, PEM_CERTIFICATE_REQUEST, PEM_NEW_CERTIFICATE_REQUEST, PEM_X509_CRL, der_from_pem_or_der,
     looks_like_pem, pem_decode, pem_decode_all, pem_encode, sha1_fingerprint, sha256_fingerprint, to_hex,
+};
+pub use pkcs12::{Pkcs12Contents, build_pkcs12, parse_pkcs12};
+pub use private_key::{
+    PEM_EC_PRIVATE_KEY, PEM_ENCRYPTED_PRIVATE_KEY, PEM_PRIVATE_KEY, PEM_RSA_PRIVATE_KEY, Pkcs11KeyParts,
+    PrivateKeyMaterial, parse_private_key,
 };
 pub use serial::CertSerial;
 pub use signer::{CaSigner, SignFuture, TokenSigner};

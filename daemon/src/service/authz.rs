@@ -34,6 +34,22 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.CardService/RevokeCard", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CardService/PreUpdateCard", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CardService/ListTokens", Access::Roles(OPERATORS)),
+    // Authorities are created by administrators; anyone signed in may read them and the
+    // profiles (they are public information: chains and CRLs are published anyway).
+    ("/cardhsm.v1.IssuanceService/CreateAuthority", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.IssuanceService/ImportAuthorityCertificate", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.IssuanceService/ListAuthorities", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.IssuanceService/GetAuthority", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.IssuanceService/ListProfiles", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.IssuanceService/GetProfile", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.IssuanceService/GetProfileParameters", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.IssuanceService/GetProfileSubjectDn", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.IssuanceService/GetCrl", Access::Roles(ANY_ROLE)),
+    // Issuing and revoking are officer work; finding lists everyone's certificates.
+    ("/cardhsm.v1.IssuanceService/IssueCertificate", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.IssuanceService/FindCertificates", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.IssuanceService/RevokeCertificates", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.IssuanceService/RevokeCertificate", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.UserService/CreateUser", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ADMIN)),
 ];

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authz;
 pub mod cards;
 mod error;
+pub mod issuance;
 pub mod paging;
 pub mod users;
 pub mod validate;
@@ -69,6 +70,7 @@ impl Principal {
 pub struct Services {
     pub auth: Arc<auth::AuthService>,
     pub cards: Arc<cards::CardService>,
+    pub issuance: Arc<issuance::IssuanceService>,
     pub users: Arc<users::UserService>,
 }
 
@@ -81,8 +83,9 @@ impl Services {
         tokens: TokenManager,
     ) -> Result<Services, ServiceError> {
         let auth = Arc::new(auth::AuthService::open(&config.auth, store.clone())?);
-        let cards = Arc::new(cards::CardService::new(config, store.clone(), tokens));
+        let cards = Arc::new(cards::CardService::new(config, store.clone(), tokens.clone()));
+        let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens)?);
         let users = Arc::new(users::UserService::new(store, auth.clone()));
-        Ok(Services { auth, cards, users })
+        Ok(Services { auth, cards, issuance, users })
     }
 }

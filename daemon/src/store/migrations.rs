@@ -69,6 +69,61 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_target ON audit_log(target_type, target_id, id);
     "#,
+    // 2: certificate authorities (keys on the daemon token), issued certificates, CRLs.
+    r#"
+    CREATE TABLE authorities (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        kind            TEXT NOT NULL,
+        parent_id       TEXT REFERENCES authorities(id),
+        key_algorithm   TEXT NOT NULL,
+        token_serial    TEXT NOT NULL,
+        key_id          BLOB NOT NULL,
+        public_key_der  BLOB NOT NULL,
+        subject_dn      TEXT NOT NULL,
+        -- NULL while an EXTERNAL authority waits for its certificate.
+        certificate_der BLOB,
+        csr_der         BLOB,
+        -- DER certificates above this one that are not authorities of ours (an external
+        -- root), concatenated; empty otherwise.
+        external_chain  BLOB NOT NULL DEFAULT x'',
+        enabled         INTEGER NOT NULL DEFAULT 1,
+        not_before      INTEGER NOT NULL DEFAULT 0,
+        not_after       INTEGER NOT NULL DEFAULT 0,
+        issued_count    INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE TABLE certificates (
+        id                TEXT PRIMARY KEY,
+        authority_id      TEXT NOT NULL REFERENCES authorities(id),
+        profile_id        TEXT NOT NULL,
+        serial            TEXT NOT NULL,
+        common_name       TEXT NOT NULL COLLATE NOCASE,
+        subject_dn        TEXT NOT NULL,
+        certificate_der   BLOB NOT NULL,
+        status            TEXT NOT NULL,
+        revocation_reason INTEGER,
+        revoked_at        INTEGER,
+        not_before        INTEGER NOT NULL,
+        not_after         INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL,
+        UNIQUE (authority_id, serial)
+    );
+    CREATE INDEX certificates_common_name ON certificates(common_name, created_at);
+    CREATE INDEX certificates_serial ON certificates(serial);
+    -- What a CRL lists: the few certificates that are not VALID.
+    CREATE INDEX certificates_not_valid ON certificates(authority_id) WHERE status <> 'VALID';
+    CREATE TABLE crls (
+        authority_id TEXT NOT NULL REFERENCES authorities(id),
+        crl_number   INTEGER NOT NULL,
+        this_update  INTEGER NOT NULL,
+        next_update  INTEGER NOT NULL,
+        crl_der      BLOB NOT NULL,
+        PRIMARY KEY (authority_id, crl_number)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -3,7 +3,9 @@
 //! connections, all driven off the async executor.
 
 pub mod audit;
+pub mod authorities;
 pub mod cards;
+pub mod certificates;
 mod error;
 pub mod meta;
 mod migrations;

@@ -32,6 +32,7 @@ pub struct Api {
     pub auth: pb::auth_service_client::AuthServiceClient<Intercepted>,
     pub cards: pb::card_service_client::CardServiceClient<Intercepted>,
     pub users: pb::user_service_client::UserServiceClient<Intercepted>,
+    pub issuance: pb::issuance_service_client::IssuanceServiceClient<Intercepted>,
 }
 
 pub async fn channel(endpoint: &str) -> Channel {
@@ -44,7 +45,8 @@ pub async fn api(endpoint: &str, token: Option<String>) -> Api {
     Api {
         auth: pb::auth_service_client::AuthServiceClient::with_interceptor(ch.clone(), b.clone()),
         cards: pb::card_service_client::CardServiceClient::with_interceptor(ch.clone(), b.clone()),
-        users: pb::user_service_client::UserServiceClient::with_interceptor(ch, b),
+        users: pb::user_service_client::UserServiceClient::with_interceptor(ch.clone(), b.clone()),
+        issuance: pb::issuance_service_client::IssuanceServiceClient::with_interceptor(ch, b),
     }
 }
 
@@ -91,7 +93,17 @@ pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open db");
     let mut out = Vec::new();
-    for table in ["users", "cards", "card_keys", "audit_log", "refresh_tokens", "meta"] {
+    for table in [
+        "users",
+        "cards",
+        "card_keys",
+        "audit_log",
+        "refresh_tokens",
+        "meta",
+        "authorities",
+        "certificates",
+        "crls",
+    ] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).expect("prepare");
         let cols = stmt.column_count();
         let rows = stmt
