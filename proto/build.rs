@@ -5,11 +5,15 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 4] = [
+const SECRET_MESSAGES: [&str; 6] = [
     ".cardhsm.v1.LoginRequest",
     ".cardhsm.v1.RefreshRequest",
     ".cardhsm.v1.LoginResponse",
     ".cardhsm.v1.CreateUserRequest",
+    // pkcs12_password.
+    ".cardhsm.v1.IssueCertificateRequest",
+    // pkcs12: a private key, encrypted, but under a password that may be weak.
+    ".cardhsm.v1.IssuedCertificate",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

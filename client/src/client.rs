@@ -9,7 +9,14 @@ use crate::error::ClientError;
 use crate::secret::SecretString;
 use cardhsm_proto::v1::auth_service_client::AuthServiceClient;
 use cardhsm_proto::v1::card_service_client::CardServiceClient;
+use cardhsm_proto::v1::issuance_service_client::IssuanceServiceClient;
 use cardhsm_proto::v1::user_service_client::UserServiceClient;
+use cardhsm_proto::v1::{
+    Authority, CertificateSummary, CreateAuthorityRequest, Crl, FindCertificatesRequest,
+    FindCertificatesResponse, GetAuthorityRequest, GetCrlRequest, GetProfileRequest,
+    ImportAuthorityCertificateRequest, IssueCertificateRequest, IssuedCertificate, ListAuthoritiesRequest,
+    ListProfilesRequest, Profile, ProfileParameter, RevokeCertificateRequest, RevokeCertificatesRequest,
+};
 use cardhsm_proto::v1::{
     CardActionRequest, CardInfo, CardState, CreateUserRequest, GetCardRequest, IssueCardRequest,
     ListCardsRequest, ListCardsResponse, ListTokensRequest, ListUsersRequest, ListUsersResponse,
@@ -140,6 +147,11 @@ impl CardhsmClient {
         UserServiceClient::new(self.authed_channel())
     }
 
+    /// The generated `IssuanceService` client with the current access token attached (no refresh).
+    pub fn issuance_raw(&self) -> IssuanceServiceClient<AuthedChannel> {
+        IssuanceServiceClient::new(self.authed_channel())
+    }
+
     // ---- AuthService ----
 
     /// `AuthService.Login`: exchanges a username and password for a token pair and keeps it.
@@ -255,6 +267,124 @@ impl CardhsmClient {
         let request =
             ListUsersRequest { page: Some(PageRequest { page_size, page_token: page_token.to_owned() }) };
         self.authed(request, rpc!(UserServiceClient, list_users)).await
+    }
+
+    // ---- IssuanceService ----
+
+    /// `IssuanceService.CreateAuthority`: a CA key pair on the daemon token and a root, an
+    /// intermediate or (external) a CSR to have signed.
+    pub async fn create_authority(&self, request: CreateAuthorityRequest) -> Result<Authority, ClientError> {
+        self.authed(request, rpc!(IssuanceServiceClient, create_authority)).await
+    }
+
+    /// `IssuanceService.ImportAuthorityCertificate`: installs an external authority's certificate
+    /// (PEM, the authority's certificate first, optionally followed by its issuers).
+    pub async fn import_authority_certificate(
+        &self,
+        id: &str,
+        certificate_pem: &str,
+    ) -> Result<Authority, ClientError> {
+        let request = ImportAuthorityCertificateRequest {
+            id: id.to_owned(),
+            certificate_pem: certificate_pem.to_owned(),
+        };
+        self.authed(request, rpc!(IssuanceServiceClient, import_authority_certificate)).await
+    }
+
+    /// `IssuanceService.ListAuthorities`.
+    pub async fn list_authorities(&self) -> Result<Vec<Authority>, ClientError> {
+        let response =
+            self.authed(ListAuthoritiesRequest {}, rpc!(IssuanceServiceClient, list_authorities)).await?;
+        Ok(response.authorities)
+    }
+
+    /// `IssuanceService.GetAuthority`: one authority with its certificate chain.
+    pub async fn get_authority(&self, id: &str) -> Result<Authority, ClientError> {
+        let request = GetAuthorityRequest { id: id.to_owned() };
+        self.authed(request, rpc!(IssuanceServiceClient, get_authority)).await
+    }
+
+    /// `IssuanceService.ListProfiles`.
+    pub async fn list_profiles(&self) -> Result<Vec<Profile>, ClientError> {
+        let response =
+            self.authed(ListProfilesRequest {}, rpc!(IssuanceServiceClient, list_profiles)).await?;
+        Ok(response.profiles)
+    }
+
+    /// `IssuanceService.GetProfile`.
+    pub async fn get_profile(&self, id: &str) -> Result<Profile, ClientError> {
+        let request = GetProfileRequest { id: id.to_owned() };
+        self.authed(request, rpc!(IssuanceServiceClient, get_profile)).await
+    }
+
+    /// `IssuanceService.GetProfileParameters`.
+    pub async fn get_profile_parameters(&self, id: &str) -> Result<Vec<ProfileParameter>, ClientError> {
+        let request = GetProfileRequest { id: id.to_owned() };
+        Ok(self.authed(request, rpc!(IssuanceServiceClient, get_profile_parameters)).await?.parameters)
+    }
+
+    /// `IssuanceService.GetProfileSubjectDn`: the profile's subject-DN template.
+    pub async fn get_profile_subject_dn(&self, id: &str) -> Result<String, ClientError> {
+        let request = GetProfileRequest { id: id.to_owned() };
+        Ok(self.authed(request, rpc!(IssuanceServiceClient, get_profile_subject_dn)).await?.subject_dn)
+    }
+
+    /// `IssuanceService.IssueCertificate`. Build the request with `..Default::default()`: the
+    /// message grows optional fields.
+    pub async fn issue_certificate(
+        &self,
+        request: IssueCertificateRequest,
+    ) -> Result<IssuedCertificate, ClientError> {
+        self.authed(request, rpc!(IssuanceServiceClient, issue_certificate)).await
+    }
+
+    /// `IssuanceService.FindCertificates`: one page of certificates by common name and/or serial
+    /// ("" = any; `page_size` 0 = the server's default, `page_token` "" = the first page).
+    pub async fn find_certificates(
+        &self,
+        common_name: &str,
+        serial_number: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<FindCertificatesResponse, ClientError> {
+        let request = FindCertificatesRequest {
+            common_name: common_name.to_owned(),
+            serial_number: serial_number.to_owned(),
+            page: Some(PageRequest { page_size, page_token: page_token.to_owned() }),
+        };
+        self.authed(request, rpc!(IssuanceServiceClient, find_certificates)).await
+    }
+
+    /// `IssuanceService.RevokeCertificates`: revokes (holds, releases) certificates by id with an
+    /// RFC 5280 reason code, all or nothing.
+    pub async fn revoke_certificates(
+        &self,
+        ids: &[String],
+        reason_code: u32,
+    ) -> Result<Vec<CertificateSummary>, ClientError> {
+        let request = RevokeCertificatesRequest { reason_code, ids: ids.to_vec() };
+        Ok(self.authed(request, rpc!(IssuanceServiceClient, revoke_certificates)).await?.certificates)
+    }
+
+    /// `IssuanceService.RevokeCertificate`: one certificate named by profile and serial (hex).
+    pub async fn revoke_certificate(
+        &self,
+        profile_id: &str,
+        serial_number: &str,
+        reason_code: u32,
+    ) -> Result<CertificateSummary, ClientError> {
+        let request = RevokeCertificateRequest {
+            profile_id: profile_id.to_owned(),
+            serial_number: serial_number.to_owned(),
+            reason_code,
+        };
+        self.authed(request, rpc!(IssuanceServiceClient, revoke_certificate)).await
+    }
+
+    /// `IssuanceService.GetCrl`: the authority's latest CRL (DER and PEM).
+    pub async fn get_crl(&self, authority_id: &str) -> Result<Crl, ClientError> {
+        let request = GetCrlRequest { authority_id: authority_id.to_owned() };
+        self.authed(request, rpc!(IssuanceServiceClient, get_crl)).await
     }
 
     // ---- token handling ----

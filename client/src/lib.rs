@@ -16,7 +16,9 @@
 //! let cards = client.list_cards("user1@corp.example", None, 0, "").await?;
 //! // Raw generated clients (bearer token attached, no refresh) for tests that want tonic::Status:
 //! let status = client.cards_raw().get_card(cardhsm_client::v1::GetCardRequest::default()).await;
-//! # let _ = (me, cards, status); Ok(()) }
+//! // IssuanceService: authorities, profiles, issuing, finding, revoking (RFC 5280 codes), CRLs.
+//! let crl = client.get_crl("authority-id").await?;
+//! # let _ = (me, cards, status, crl); Ok(()) }
 //! ```
 
 mod auth;

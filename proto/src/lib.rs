@@ -50,6 +50,34 @@ mod redacted_debug {
                 .finish()
         }
     }
+    impl fmt::Debug for IssueCertificateRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("IssueCertificateRequest")
+                .field("authority_id", &self.authority_id)
+                .field("profile_id", &self.profile_id)
+                .field("params", &self.params)
+                .field("csr_pem", &self.csr_pem)
+                .field("validity_years", &self.validity_years)
+                .field("generate_key", &self.generate_key)
+                .field("key_type", &self.key_type)
+                .field("pkcs12_password", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for IssuedCertificate {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("IssuedCertificate")
+                .field("id", &self.id)
+                .field("serial_number", &self.serial_number)
+                .field("certificate_pem", &self.certificate_pem)
+                .field("chain_pem", &self.chain_pem)
+                .field("subject_dn", &self.subject_dn)
+                .field("not_before", &self.not_before)
+                .field("not_after", &self.not_after)
+                .field("pkcs12", &if self.pkcs12.is_empty() { "[none]" } else { "[redacted]" })
+                .finish()
+        }
+    }
 }
 
 /// The encoded `FileDescriptorSet` of every cardhsm.v1 .proto file.

@@ -4,7 +4,8 @@
 //! every built-in profile, chains that `openssl verify` accepts, CA keys that never leave the
 //! token, finding, revoking with reasons, holds and releases, CRLs that `openssl crl` verifies
 //! and lists exactly (also under concurrent revocations), configured profiles, and bad input
-//! that is refused naming the field and changes nothing.
+//! that is refused naming the field and changes nothing; server-generated keys returned in
+//! a PKCS#12 that `openssl pkcs12` opens.
 
 mod support;
 
@@ -90,6 +91,23 @@ fn issue_req(
         params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         csr_pem: csr.into(),
         validity_years: 0,
+        ..Default::default()
+    }
+}
+
+/// IssueCertificate with a server-generated key of `key_type`, the PKCS#12 under `password`.
+fn generate_req(
+    authority: &str,
+    profile: &str,
+    params: &[(&str, &str)],
+    key_type: &str,
+    password: &str,
+) -> pb::IssueCertificateRequest {
+    pb::IssueCertificateRequest {
+        generate_key: true,
+        key_type: key_type.into(),
+        pkcs12_password: password.into(),
+        ..issue_req(authority, profile, params, "")
     }
 }
 
@@ -1012,4 +1030,171 @@ async fn concurrent_issuance_and_revocation_keep_crls_consecutive_and_complete()
     let expected: BTreeMap<String, String> =
         certs.iter().map(|c| (norm_serial(&c.serial_number), "Affiliation Changed".to_owned())).collect();
     assert_eq!(listed, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_generated_keys_come_back_in_a_pkcs12_that_openssl_opens() {
+    let env = TestEnv::new(0).expect("env");
+    // Everything the daemon can log, to show that neither the password nor the key is in it.
+    let daemon = Daemon::start_with_log_filter(&env, "trace").await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let dir = env.path().join("pki");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = dir.as_path();
+    use pb::AuthorityKind as K;
+    let root = api
+        .issuance
+        .create_authority(create_req("Root", "EC:P-256", "CN=P12 Root,O=Acme", K::Root, ""))
+        .await
+        .expect("root")
+        .into_inner();
+    let inter = api
+        .issuance
+        .create_authority(create_req(
+            "Issuing",
+            "EC:P-384",
+            "CN=P12 Issuing,O=Acme",
+            K::Intermediate,
+            &root.id,
+        ))
+        .await
+        .expect("intermediate")
+        .into_inner();
+    write(dir, "root.pem", &root.certificate_pem);
+    write(dir, "inter.pem", &inter.certificate_pem);
+    let objects_before = list_token_objects(&env, "cardhsm-daemon").expect("objects");
+    let password = "Gen-Key-P12-pass 42";
+
+    for (name, profile, key_type, cn) in [
+        ("ec256", "ecc-device", "EC:P-256", "generated device 1"),
+        ("ec384", "ecc-server", "EC:P-384", "gen.example.com"),
+        ("rsa", "rsa-device", "RSA:2048", "generated rsa device"),
+    ] {
+        let issued = api
+            .issuance
+            .issue_certificate(generate_req(&inter.id, profile, &[("commonName", cn)], key_type, password))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+            .into_inner();
+        assert!(!issued.pkcs12.is_empty(), "{name}: no PKCS#12");
+        assert!(issued.subject_dn.starts_with(&format!("CN={cn}")), "{}", issued.subject_dn);
+        let p12 = format!("{name}.p12");
+        std::fs::write(dir.join(&p12), &issued.pkcs12).expect("write p12");
+        write(dir, &format!("{name}.pem"), &issued.certificate_pem);
+
+        // openssl opens it with the password: the certificate, the chain and the key.
+        let pass = format!("pass:{password}");
+        let out = format!("{name}-out.pem");
+        openssl(dir, &["pkcs12", "-in", &p12, "-passin", &pass, "-nodes", "-out", &out]);
+        let opened = std::fs::read_to_string(dir.join(&out)).expect("opened");
+        assert_eq!(opened.matches("BEGIN CERTIFICATE").count(), 3, "{name}: leaf + intermediate + root");
+        assert_eq!(opened.matches("BEGIN PRIVATE KEY").count(), 1, "{name}: one key");
+        assert!(opened.contains(&format!("friendlyName: {cn}")), "{name}: friendly name = CN:\n{opened}");
+        // The leaf it holds is the one returned.
+        let leaf = openssl(dir, &["pkcs12", "-in", &p12, "-passin", &pass, "-clcerts", "-nokeys"]);
+        let leaf_file = format!("{name}-leaf.pem");
+        write(dir, &leaf_file, &leaf);
+        assert_eq!(
+            openssl(dir, &["x509", "-in", &leaf_file, "-noout", "-fingerprint", "-sha256"]),
+            openssl(dir, &["x509", "-in", &format!("{name}.pem"), "-noout", "-fingerprint", "-sha256"]),
+            "{name}"
+        );
+        // The key is the certificate's key.
+        let key_pub = openssl(dir, &["pkey", "-in", &out, "-pubout"]);
+        let cert_pub = openssl(dir, &["x509", "-in", &format!("{name}.pem"), "-noout", "-pubkey"]);
+        assert_eq!(key_pub, cert_pub, "{name}: key and certificate disagree");
+        let alg = openssl(dir, &["x509", "-in", &format!("{name}.pem"), "-noout", "-text"]);
+        match key_type {
+            "EC:P-256" => assert!(alg.contains("NIST CURVE: P-256"), "{name}: {alg}"),
+            "EC:P-384" => assert!(alg.contains("NIST CURVE: P-384"), "{name}: {alg}"),
+            _ => assert!(alg.contains("Public-Key: (2048 bit)"), "{name}: {alg}"),
+        }
+        // The certificate verifies against the CA chain.
+        openssl(dir, &["verify", "-CAfile", "root.pem", "-untrusted", "inter.pem", &format!("{name}.pem")]);
+        // A wrong password does not open it.
+        let (ok, text) = openssl_try(
+            dir,
+            &["pkcs12", "-in", &p12, "-passin", "pass:wrong-password", "-nodes", "-out", "x.pem"],
+        );
+        assert!(!ok, "{name}: a wrong password opened the PKCS#12: {text}");
+
+        // The store has the certificate, found like any other, and no key.
+        let found = api
+            .issuance
+            .find_certificates(pb::FindCertificatesRequest {
+                common_name: cn.into(),
+                serial_number: String::new(),
+                page: None,
+            })
+            .await
+            .expect("find")
+            .into_inner();
+        assert_eq!(found.certificates.len(), 1, "{name}");
+        assert_eq!(found.certificates[0].id, issued.id);
+    }
+    // Generated in software: the daemon token gained no objects.
+    assert_eq!(list_token_objects(&env, "cardhsm-daemon").expect("objects"), objects_before);
+
+    // Bad input: named, and nothing changes.
+    let good_csr = key_and_csr(dir, "csr-device", "ec:P-256", "/CN=csr device");
+    let before = store_snapshot(&env.store_path());
+    let iss = &mut api.issuance;
+    let params = [("commonName", "refused device")];
+    // Both a CSR and generate_key.
+    let both = pb::IssueCertificateRequest {
+        csr_pem: good_csr.clone(),
+        ..generate_req(&inter.id, "ecc-device", &params, "EC:P-256", password)
+    };
+    expect_invalid_field(iss.issue_certificate(both).await, "generate_key");
+    // Neither.
+    expect_invalid_field(
+        iss.issue_certificate(issue_req(&inter.id, "ecc-device", &params, "")).await,
+        "csr_pem",
+    );
+    // A short password, and none.
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "ecc-device", &params, "EC:P-256", "short7!")).await,
+        "pkcs12_password",
+    );
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "ecc-device", &params, "EC:P-256", "")).await,
+        "pkcs12_password",
+    );
+    // Key types the profile does not accept, unknown ones, and none.
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "ecc-device", &params, "RSA:2048", password)).await,
+        "key_type",
+    );
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "rsa-device", &params, "EC:P-256", password)).await,
+        "key_type",
+    );
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "ecc-device", &params, "EC:P-521", password)).await,
+        "key_type",
+    );
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "ecc-device", &params, "", password)).await,
+        "key_type",
+    );
+    // The generated-key fields on a CSR request.
+    let stray = pb::IssueCertificateRequest {
+        pkcs12_password: password.into(),
+        ..issue_req(&inter.id, "ecc-device", &params, &good_csr)
+    };
+    expect_invalid_field(iss.issue_certificate(stray).await, "pkcs12_password");
+    // The usual parameter checks apply to a generated key too.
+    expect_invalid_field(
+        iss.issue_certificate(generate_req(&inter.id, "ecc-device", &[], "EC:P-256", password)).await,
+        "params.commonName",
+    );
+    assert_eq!(store_snapshot(&env.store_path()), before, "refused requests changed the store");
+
+    // Neither the password nor any key material reaches the log, even at trace level.
+    let log = daemon.log();
+    assert!(log.contains("IssuanceService/IssueCertificate"), "the requests should be in the trace log");
+    assert!(!log.contains(password), "the PKCS#12 password is in the daemon log");
+    for needle in ["PRIVATE KEY", "short7!"] {
+        assert!(!log.contains(needle), "{needle:?} is in the daemon log");
+    }
 }

@@ -2,7 +2,8 @@
 //! subcommand per client operation. `main` parses into [`Cli`]; [`super::run`] executes it.
 //! Passwords never come from arguments (there is no `--password`): see [`super::password`].
 
-use cardhsm_proto::v1::{CardState, RevokeReason, Role};
+use cardhsm_client::names::parse_crl_reason;
+use cardhsm_proto::v1::{AuthorityKind, CardState, RevokeReason, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -70,6 +71,189 @@ pub enum Command {
     /// Users of cardhsm
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Certificate authorities whose keys live in the daemon's HSM
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Issuance profiles
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+    /// Issue, find and revoke certificates
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Certificate revocation lists
+    #[command(subcommand)]
+    Crl(CrlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Generate a CA key pair in the HSM and make a root, an intermediate or an external CSR
+    Create {
+        /// Unique name: 1-64 of A-Z a-z 0-9 space . _ -
+        #[arg(long)]
+        name: String,
+        /// Key type: EC:P-256, EC:P-384, RSA:2048, RSA:3072 or RSA:4096
+        #[arg(long, value_name = "TYPE")]
+        key_type: String,
+        /// Subject DN (RFC 4514), e.g. "CN=Acme Root CA,O=Acme,C=CZ"
+        #[arg(long, value_name = "DN")]
+        subject: String,
+        /// Validity in years, 1-30
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        validity_years: u32,
+        /// Kind of authority [default: intermediate with --parent, else root]
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// Id of the signing authority (intermediate only)
+        #[arg(long, value_name = "ID")]
+        parent: Option<String>,
+    },
+    /// List the authorities
+    List,
+    /// Show one authority
+    Show {
+        /// Authority id
+        id: String,
+        /// Write its certificate chain (PEM, the authority first) to FILE
+        #[arg(long, value_name = "FILE")]
+        chain_out: Option<PathBuf>,
+    },
+    /// Install the certificate an external CA signed for an external authority
+    /// (`--certificate`: the global `--cert` is the mTLS client certificate)
+    ImportCert {
+        /// Authority id
+        id: String,
+        /// PEM file with the authority's certificate
+        #[arg(long, value_name = "FILE")]
+        certificate: PathBuf,
+        /// PEM file with its issuers up to the root
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List the profiles
+    List,
+    /// Show one profile with its parameters
+    Show {
+        /// Profile id
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate for the key of a PKCS#10 request
+    Issue {
+        /// Issuing authority id
+        #[arg(long, value_name = "ID")]
+        authority: String,
+        /// Profile id
+        #[arg(long, value_name = "ID")]
+        profile: String,
+        /// PEM file with the certificate request
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// A profile parameter (repeat for several)
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Validity in years [default: the profile's]
+        #[arg(long, value_name = "N")]
+        validity_years: Option<u32>,
+        /// Write the certificate (PEM) to FILE
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Find certificates by common name and/or serial number
+    Find {
+        /// Common name (exact, case-insensitive)
+        #[arg(long)]
+        cn: Option<String>,
+        /// Serial number in hex (any case, ':' allowed)
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+        /// Certificates per page
+        #[arg(long, value_name = "N")]
+        page_size: Option<u32>,
+        /// Page token printed by the previous page
+        #[arg(long, value_name = "TOKEN")]
+        page_token: Option<String>,
+    },
+    /// Revoke (hold, release) certificates: by --serial and --profile, or by --id
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "id"])))]
+    Revoke {
+        /// Serial number in hex (needs --profile)
+        #[arg(long, value_name = "HEX", requires = "profile", conflicts_with = "id")]
+        serial: Option<String>,
+        /// Profile the certificate was issued under
+        #[arg(long, value_name = "ID", requires = "serial")]
+        profile: Option<String>,
+        /// Certificate id (repeat, or list several, for more than one)
+        #[arg(long, value_name = "ID", num_args = 1..)]
+        id: Vec<String>,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, certificateHold, removeFromCRL,
+        /// privilegeWithdrawn, aACompromise, or its code (0-10 but 7)
+        #[arg(long, value_name = "REASON", value_parser = parse_reason)]
+        reason: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// Fetch an authority's latest CRL
+    Get {
+        /// Authority id
+        #[arg(long, value_name = "ID")]
+        authority: String,
+        /// File to write the CRL to
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Write PEM instead of DER
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+/// Authority kinds, spelled as [`cardhsm_client::names`] spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Root,
+    Intermediate,
+    External,
+}
+
+impl From<KindArg> for AuthorityKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Root => Self::Root,
+            KindArg::Intermediate => Self::Intermediate,
+            KindArg::External => Self::External,
+        }
+    }
+}
+
+/// `--param name=value`: split at the first `=`; the name must not be empty, the value may be.
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("`{text}` has no parameter name before `=`"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// `--reason`: an RFC 5280 reason by its openssl name or code.
+pub fn parse_reason(text: &str) -> Result<u32, String> {
+    parse_crl_reason(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not an RFC 5280 reason: unspecified, keyCompromise, cACompromise, \
+             affiliationChanged, superseded, cessationOfOperation, certificateHold, removeFromCRL, \
+             privilegeWithdrawn, aACompromise, or 0-10 except 7"
+        )
+    })
 }
 
 #[derive(Debug, Args)]
@@ -299,6 +483,142 @@ mod tests {
         let err = parse(&["cards", "revoke", "c-1", "--reason", "stolen"]).err();
         assert_eq!(err.as_ref().map(|e| e.kind()), Some(ErrorKind::InvalidValue));
         assert_eq!(err.map(|e| e.exit_code()), Some(2));
+    }
+
+    #[test]
+    fn cert_revoke_reasons_by_name_and_number() -> Result<(), clap::Error> {
+        for (reason, code) in
+            [("keyCompromise", 1), ("keycompromise", 1), ("removeFromCRL", 8), ("10", 10), ("0", 0)]
+        {
+            let cli = parse(&["cert", "revoke", "--serial", "0a1b", "--profile", "p", "--reason", reason])?;
+            match cli.command {
+                Command::Cert(CertCommand::Revoke { serial, profile, id, reason: got }) => {
+                    assert_eq!(got, code, "{reason}");
+                    assert_eq!(serial.as_deref(), Some("0a1b"));
+                    assert_eq!(profile.as_deref(), Some("p"));
+                    assert!(id.is_empty());
+                }
+                other => panic!("unexpected parse: {other:?}"),
+            }
+        }
+        for bad in ["7", "11", "-1", "stolen", "key-compromise", ""] {
+            let reason = format!("--reason={bad}");
+            let err = parse(&["cert", "revoke", "--id", "c1", &reason]).err();
+            assert_eq!(err.as_ref().map(|e| e.kind()), Some(ErrorKind::ValueValidation), "{bad}");
+            assert_eq!(err.map(|e| e.exit_code()), Some(2));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn cert_revoke_by_ids_or_serial_not_both() -> Result<(), clap::Error> {
+        let cli = parse(&["cert", "revoke", "--id", "a", "b", "--id", "c", "--reason", "superseded"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Cert(CertCommand::Revoke { ref id, reason: 4, .. }) if id == &["a", "b", "c"]
+        ));
+        let kind = |args: &[&str]| parse(args).err().map(|e| e.kind());
+        assert_eq!(kind(&["cert", "revoke", "--reason", "1"]), Some(ErrorKind::MissingRequiredArgument));
+        assert_eq!(
+            kind(&["cert", "revoke", "--serial", "01", "--reason", "1"]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            kind(&["cert", "revoke", "--serial", "01", "--profile", "p", "--id", "x", "--reason", "1"]),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(kind(&["cert", "revoke", "--id", "x"]), Some(ErrorKind::MissingRequiredArgument));
+        Ok(())
+    }
+
+    #[test]
+    fn cert_issue_params() -> Result<(), clap::Error> {
+        let cli = parse(&[
+            "cert",
+            "issue",
+            "--authority",
+            "ca1",
+            "--profile",
+            "ecc-device",
+            "--csr",
+            "req.pem",
+            "--param",
+            "country=CZ",
+            "--param",
+            "organization=Acme = Co",
+            "--param",
+            "empty=",
+        ])?;
+        match cli.command {
+            Command::Cert(CertCommand::Issue { authority, profile, csr, params, out, validity_years }) => {
+                assert_eq!((authority.as_str(), profile.as_str()), ("ca1", "ecc-device"));
+                assert_eq!(csr, PathBuf::from("req.pem"));
+                assert_eq!(
+                    params,
+                    [
+                        ("country".to_owned(), "CZ".to_owned()),
+                        ("organization".to_owned(), "Acme = Co".to_owned()),
+                        ("empty".to_owned(), String::new()),
+                    ]
+                );
+                assert_eq!((out, validity_years), (None, None));
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+        for bad in ["country", "=CZ", " =x"] {
+            let err =
+                parse(&["cert", "issue", "--authority", "a", "--profile", "p", "--csr", "r", "--param", bad])
+                    .err();
+            assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::ValueValidation), "{bad}");
+        }
+        assert!(
+            parse(&["cert", "issue", "--authority", "a", "--profile", "p"]).is_err(),
+            "--csr is required"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ca_create_and_crl_get() -> Result<(), clap::Error> {
+        let cli = parse(&[
+            "ca",
+            "create",
+            "--name",
+            "Issuing",
+            "--key-type",
+            "EC:P-384",
+            "--subject",
+            "CN=Issuing,O=Acme",
+            "--parent",
+            "r1",
+        ])?;
+        match cli.command {
+            Command::Ca(CaCommand::Create { name, key_type, subject, validity_years, kind, parent }) => {
+                assert_eq!(
+                    (name.as_str(), key_type.as_str(), subject.as_str()),
+                    ("Issuing", "EC:P-384", "CN=Issuing,O=Acme")
+                );
+                assert_eq!((validity_years, kind, parent.as_deref()), (10, None, Some("r1")));
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+        let cli = parse(&[
+            "ca",
+            "create",
+            "--name",
+            "X",
+            "--key-type",
+            "RSA:2048",
+            "--subject",
+            "CN=X",
+            "--kind",
+            "external",
+        ])?;
+        assert!(matches!(cli.command, Command::Ca(CaCommand::Create { kind: Some(KindArg::External), .. })));
+        let cli = parse(&["crl", "get", "--authority", "a", "--out", "ca.crl", "--pem"])?;
+        assert!(matches!(cli.command, Command::Crl(CrlCommand::Get { pem: true, .. })));
+        assert!(parse(&["crl", "get", "--authority", "a"]).is_err(), "--out is required");
+        Ok(())
     }
 
     #[test]

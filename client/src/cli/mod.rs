@@ -1,7 +1,9 @@
-//! The `cardhsm` tool's own modules: argument definitions, command execution, password input and
-//! output formatting. `main` parses [`args::Cli`] and hands it to [`run::run`].
+//! The `cardhsm` tool's own modules: argument definitions, command execution (PKI commands in
+//! [`issuance`]), password input and output formatting. `main` parses [`args::Cli`] and hands it
+//! to [`run::run`].
 
 pub mod args;
+pub mod issuance;
 pub mod output;
 pub mod password;
 pub mod run;

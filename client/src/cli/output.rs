@@ -127,7 +127,7 @@ fn page_json(page: Option<&PageResponse>) -> (String, u64) {
 }
 
 /// A "(N of TOTAL things; next page: --page-token T)" line under a paged table.
-fn page_footer(shown: usize, page: Option<&PageResponse>, things: &str) -> String {
+pub fn page_footer(shown: usize, page: Option<&PageResponse>, things: &str) -> String {
     let (next, total) = page_json(page);
     let mut out = format!("({shown} of {total} {things}");
     if !next.is_empty() {

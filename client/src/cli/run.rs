@@ -3,7 +3,7 @@
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
 use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, TokensCommand, UsersCommand};
-use super::{output, password};
+use super::{issuance, output, password};
 use cardhsm_client::v1::{RegisterCardRequest, Role};
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
@@ -198,11 +198,15 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
                 || output::users_table(&page.users, page.page.as_ref()),
             )
         }
+        Command::Ca(command) => issuance::ca(client, format, command).await,
+        Command::Profiles(command) => issuance::profiles(client, format, command).await,
+        Command::Cert(command) => issuance::cert(client, format, command).await,
+        Command::Crl(command) => issuance::crl(client, format, command).await,
     }
 }
 
 /// Prints the JSON or the table, as `--output` asks.
-fn print(
+pub fn print(
     format: OutputFormat,
     json: impl FnOnce() -> Value,
     table: impl FnOnce() -> String,

@@ -6,10 +6,13 @@ use super::auth_layer::principal;
 use super::status::{GrpcResult, to_status};
 use crate::pki::{PEM_CERTIFICATE, PEM_CERTIFICATE_REQUEST, PEM_X509_CRL, pem_encode};
 use crate::service::issuance::profiles::{Parameter, Profile, Scope, eku_name, key_usage_name};
-use crate::service::issuance::{AuthorityView, Certificate, IssueRequest, Kind, NewAuthority, Status};
+use crate::service::issuance::{
+    AuthorityView, Certificate, IssueRequest, Kind, NewAuthority, Password, Status,
+};
 use crate::service::{ServiceError, Services};
 use cardhsm_proto::v1 as pb;
 use tonic::{Request, Response};
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone)]
 pub struct IssuanceApi(pub Services);
@@ -219,6 +222,9 @@ impl pb::issuance_service_server::IssuanceService for IssuanceApi {
                     params: r.params.into_iter().collect(),
                     csr_pem: r.csr_pem,
                     validity_years: r.validity_years,
+                    generate_key: r.generate_key,
+                    key_type: r.key_type,
+                    pkcs12_password: Password(Zeroizing::new(r.pkcs12_password)),
                 },
             )
             .await
@@ -232,6 +238,7 @@ impl pb::issuance_service_server::IssuanceService for IssuanceApi {
             subject_dn: c.subject_dn,
             not_before: c.not_before,
             not_after: c.not_after,
+            pkcs12: issued.pkcs12.unwrap_or_default(),
         }))
     }
 

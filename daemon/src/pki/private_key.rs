@@ -447,6 +447,67 @@ fn from_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Privat
     })
 }
 
+/// The operating system's RNG in the `rand_core` 0.10 traits the `rsa` crate takes (our
+/// `rand` 0.9 speaks `rand_core` 0.9; the two traits are distinct types).
+struct OsRng10;
+
+impl rsa::rand_core::TryRng for OsRng10 {
+    type Error = rand::rand_core::OsError;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        rand::rand_core::TryRngCore::try_next_u32(&mut rand::rngs::OsRng)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        rand::rand_core::TryRngCore::try_next_u64(&mut rand::rngs::OsRng)
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        rand::rand_core::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, dst)
+    }
+}
+
+impl rsa::rand_core::TryCryptoRng for OsRng10 {}
+
+impl PrivateKeyMaterial {
+    /// A fresh key pair of `kind` from the OS RNG, in software: for server-generated keys that
+    /// leave the daemon in a PKCS#12 (an HSM key could not, being non-extractable). The key
+    /// goes through the same parser and policy as an uploaded one. RSA generation is CPU-bound
+    /// for up to seconds (4096 bits): call it off the async executor.
+    pub fn generate(kind: KeyKind) -> Result<PrivateKeyMaterial, PkiError> {
+        let rng_error = |e: rand::rand_core::OsError| PkiError::Internal(format!("OS RNG: {e}"));
+        match kind {
+            KeyKind::EcP256 | KeyKind::EcP384 => {
+                let (curve, len) = if kind == KeyKind::EcP256 { (SECP256R1, 32) } else { (SECP384R1, 48) };
+                // Rejection sampling: a uniform scalar in [1, n), retrying the (≈2^-32 likely)
+                // draws that are zero or not below the group order.
+                let mut scalar = Zeroizing::new(vec![0u8; len]);
+                loop {
+                    rand::rand_core::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut scalar)
+                        .map_err(rng_error)?;
+                    let valid = match kind {
+                        KeyKind::EcP256 => p256::ecdsa::SigningKey::from_slice(&scalar).is_ok(),
+                        _ => p384::ecdsa::SigningKey::from_slice(&scalar).is_ok(),
+                    };
+                    if valid {
+                        break;
+                    }
+                }
+                let sec1 = sec1::EcPrivateKey { private_key: &scalar, parameters: None, public_key: None };
+                let der = Zeroizing::new(
+                    sec1.to_der().map_err(|e| PkiError::encoding("a generated EC private key", e))?,
+                );
+                from_sec1(&der, Some(curve))
+            }
+            KeyKind::Rsa { bits } => {
+                let key = rsa::PrivateKey::new(&mut OsRng10, bits)
+                    .map_err(|e| PkiError::Internal(format!("generating an RSA-{bits} key: {e}")))?;
+                // SecretDocument wipes itself on drop; rsa::PrivateKey zeroizes on drop.
+                let der = pkcs1::EncodeRsaPrivateKey::to_pkcs1_der(&key)
+                    .map_err(|e| PkiError::Internal(format!("encoding a generated RSA key: {e}")))?;
+                from_pkcs1(der.as_bytes())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -599,5 +660,26 @@ pub(crate) mod tests {
         assert_eq!(canonical_spki(&compressed).as_deref(), Some(key.public_key_spki_der()));
         assert!(canonical_spki(b"junk").is_none());
         assert!(!key.matches_certificate(b"not a certificate"));
+    }
+
+    #[test]
+    fn generated_keys_are_fresh_and_pass_the_parser() {
+        for kind in [KeyKind::EcP256, KeyKind::EcP384] {
+            let a = PrivateKeyMaterial::generate(kind).expect("generate");
+            let b = PrivateKeyMaterial::generate(kind).expect("generate");
+            assert_eq!(a.kind(), kind);
+            assert_ne!(a.public_key_spki_der(), b.public_key_spki_der(), "two draws, two keys");
+            // What leaves in the PKCS#12 reads back as the same key.
+            let again = parse_private_key(&a.to_pkcs8_der().expect("pkcs8"), None).expect("parse");
+            assert_eq!(again.public_key_spki_der(), a.public_key_spki_der());
+        }
+    }
+
+    #[test]
+    fn generated_rsa_key() {
+        let k = PrivateKeyMaterial::generate(KeyKind::Rsa { bits: 2048 }).expect("generate");
+        assert_eq!(k.kind(), KeyKind::Rsa { bits: 2048 });
+        let again = parse_private_key(&k.to_pkcs8_der().expect("pkcs8"), None).expect("parse");
+        assert_eq!(again.public_key_spki_der(), k.public_key_spki_der());
     }
 }
