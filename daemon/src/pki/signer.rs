@@ -125,9 +125,8 @@ pub(crate) async fn sign_checked<S: CaSigner + ?Sized>(
         )));
     }
     let verify = algorithm.verify_alg();
-    let digest = verify.hash.digest(tbs_der);
     let signature = signer.sign(tbs_der.to_vec()).await?;
-    if !key.verify_prehash(verify, &digest, &signature) {
+    if !key.verify(verify, tbs_der, &signature) {
         tracing::error!(algorithm = ?algorithm, "a CA signature did not verify with the CA public key");
         return Err(PkiError::SignatureMismatch);
     }
