@@ -732,6 +732,25 @@ pub fn try_cardhsmd_path() -> anyhow::Result<PathBuf> {
     CARDHSMD.get_or_init(|| locate_or_build().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
 }
 
+/// Another binary of the workspace (e.g. the `cardhsm` CLI), built for the same target
+/// directory and profile as this test executable; `$override_var`, when set, names a prebuilt one.
+pub fn workspace_binary(package: &str, bin: &str, override_var: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(override_var).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{override_var}={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let (target_dir, profile) = target_layout()?;
+    build_binary(package, bin, &target_dir, &profile)?;
+    let path = target_dir.join(&profile).join(bin);
+    if !path.is_file() {
+        bail!("`cargo build -p {package} --bin {bin}` succeeded but {} does not exist", path.display());
+    }
+    Ok(path)
+}
+
 /// Where cargo puts binaries for this test executable: (target dir, profile dir name).
 fn target_layout() -> anyhow::Result<(PathBuf, String)> {
     let exe = std::env::current_exe().context("locating the test executable")?;
@@ -768,7 +787,7 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
         Err(_) => false,
     };
     if !fresh {
-        build_cardhsmd(&target_dir, &profile)?;
+        build_binary("cardhsmd", "cardhsmd", &target_dir, &profile)?;
     }
     if !bin.is_file() {
         bail!("`cargo build -p cardhsmd` succeeded but {} does not exist", bin.display());
@@ -805,10 +824,12 @@ fn newest_source_mtime() -> Option<SystemTime> {
     newest
 }
 
-fn build_cardhsmd(target_dir: &Path, profile: &str) -> anyhow::Result<()> {
+/// Builds `bin` of workspace package `package` into `target_dir` with `profile` (cargo makes
+/// this a quick no-op when it is up to date).
+fn build_binary(package: &str, bin: &str, target_dir: &Path, profile: &str) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "-p", "cardhsmd", "--bin", "cardhsmd"]);
+    cmd.args(["build", "-p", package, "--bin", bin]);
     match profile {
         "debug" => {}
         "release" => {
@@ -818,7 +839,7 @@ fn build_cardhsmd(target_dir: &Path, profile: &str) -> anyhow::Result<()> {
             cmd.args(["--profile", other]);
         }
     }
-    eprintln!("cardhsm-tests: building cardhsmd ({profile}) into {}", target_dir.display());
+    eprintln!("cardhsm-tests: building {bin} ({profile}) into {}", target_dir.display());
     let output = cmd
         .current_dir(repo_root())
         .env("CARGO_TARGET_DIR", target_dir)
@@ -827,7 +848,7 @@ fn build_cardhsmd(target_dir: &Path, profile: &str) -> anyhow::Result<()> {
         .with_context(|| format!("running {}", Path::new(&cargo).display()))?;
     if !output.status.success() {
         bail!(
-            "`cargo build -p cardhsmd` failed ({}):\n{}{}",
+            "`cargo build -p {package} --bin {bin}` failed ({}):\n{}{}",
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)

@@ -9,95 +9,14 @@
 
 mod support;
 
-use cardhsm_tests::{ADMIN_PASSWORD, Daemon, TestEnv, repo_root};
+use cardhsm_tests::{ADMIN_PASSWORD, Daemon, TestEnv};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use support::store_snapshot;
+use support::{Run, cardhsm_path, store_snapshot};
 
 const OWNER: &str = "user1@corp.example";
-
-/// The `cardhsm` binary: `$CARDHSM_BIN`, else built into this test's target directory.
-fn cardhsm_path() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("CARDHSM_BIN").filter(|v| !v.is_empty()) {
-            let bin = PathBuf::from(bin);
-            assert!(bin.is_file(), "CARDHSM_BIN={} is not a file", bin.display());
-            return bin;
-        }
-        // <target>/<profile>/deps/cli-<hash> → <target>/<profile>/cardhsm, the same target
-        // directory and profile as this test (and as the cardhsmd the harness builds).
-        let exe = std::env::current_exe().expect("locating the test executable");
-        let exe_dir = exe.parent().expect("the test executable has a directory");
-        let profile_dir =
-            if exe_dir.file_name().is_some_and(|n| n == "deps") { exe_dir.parent() } else { Some(exe_dir) }
-                .expect("profile directory");
-        let profile = profile_dir.file_name().and_then(|p| p.to_str()).expect("profile directory name");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "cardhsm-client", "--bin", "cardhsm"]);
-        match profile {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let out = cmd
-            .current_dir(repo_root())
-            .env("CARGO_TARGET_DIR", target_dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running cargo build -p cardhsm-client");
-        assert!(
-            out.status.success(),
-            "cargo build -p cardhsm-client --bin cardhsm failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir.join("cardhsm");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
-}
-
-/// What one run of the CLI did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "cardhsm failed:\n{self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
-    }
-
-    /// Exit code 1, nothing on stdout, and `error: <prefix>…` as the first line of stderr.
-    #[track_caller]
-    fn failed_with(&self, prefix: &str) -> &str {
-        assert_eq!(self.code, Some(1), "expected exit code 1:\n{self:#?}");
-        assert_eq!(self.stdout, "", "nothing on stdout on failure:\n{self:#?}");
-        let first = self.stderr.lines().next().unwrap_or_default();
-        assert!(first.starts_with(&format!("error: {prefix}")), "expected `error: {prefix}…`:\n{self:#?}");
-        first
-    }
-}
 
 /// The CLI of one test: its own session file and HOME, no endpoint, TLS or password from the
 /// caller's environment.

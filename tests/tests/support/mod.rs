@@ -5,6 +5,9 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use cardhsm_proto::v1 as pb;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -125,4 +128,47 @@ pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
 
 pub fn state_name(s: i32) -> &'static str {
     pb::CardState::try_from(s).map(|s| s.as_str_name()).unwrap_or("?")
+}
+
+// ---- the `cardhsm` CLI binary, for the tests that run it -------------------------------------
+
+/// The `cardhsm` binary: `$CARDHSM_BIN`, else built into this test's target directory.
+pub fn cardhsm_path() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        cardhsm_tests::workspace_binary("cardhsm-client", "cardhsm", "CARDHSM_BIN")
+            .unwrap_or_else(|e| panic!("the cardhsm CLI: {e:#}"))
+    })
+    .clone()
+}
+
+/// What one run of the CLI did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "cardhsm failed:\n{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
+    }
+
+    /// Exit code 1, nothing on stdout, and `error: <prefix>…` as the first line of stderr.
+    #[track_caller]
+    pub fn failed_with(&self, prefix: &str) -> &str {
+        assert_eq!(self.code, Some(1), "expected exit code 1:\n{self:#?}");
+        assert_eq!(self.stdout, "", "nothing on stdout on failure:\n{self:#?}");
+        let first = self.stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with(&format!("error: {prefix}")), "expected `error: {prefix}…`:\n{self:#?}");
+        first
+    }
 }
