@@ -6,6 +6,8 @@
 //! SoftHSM reads `SOFTHSM2_CONF` once per process, so like token_softhsm.rs each SoftHSM test
 //! re-runs itself in a child process with its own token directory in the environment.
 
+mod softhsm_child;
+
 use cardhsmd::pki::{
     CaSigner, CertSerial, CertificateTemplate, CrlEntry, CrlTemplate, ExtendedKeyUsage, KeyKind, KeyUsage,
     PEM_CERTIFICATE, PEM_CERTIFICATE_REQUEST, PEM_X509_CRL, ParsedCsr, PkiError, RevocationReason,
@@ -14,6 +16,7 @@ use cardhsmd::pki::{
 };
 use cardhsmd::token::{KeyPairRequest, TokenManager};
 use hsm_config::{KeyAlgorithm, Pkcs11Config, SecretSource, TokenConfig, TokenRole};
+use softhsm_child::{ChildSpec, dir_or_run_child};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,42 +84,16 @@ impl Fx {
 
 /// Runs `body` in a child process that has its own SoftHSM token directory with token "ca".
 fn softhsm_test(name: &str, body: impl FnOnce(&Fx)) {
-    if let Some(dir) = std::env::var_os(CHILD_DIR) {
-        body(&Fx { dir: PathBuf::from(dir) });
-        return;
+    let spec = ChildSpec {
+        child_dir_var: CHILD_DIR,
+        unset_pin_var: UNSET_PIN_VAR,
+        pin: PIN,
+        so_pin: SO_PIN,
+        labels: &["ca"],
+    };
+    if let Some(dir) = dir_or_run_child(name, &spec, |_| {}) {
+        body(&Fx { dir });
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    std::fs::create_dir(dir.join("tokens")).expect("token dir");
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .expect("conf");
-    std::fs::write(dir.join("user.pin"), format!("{PIN}\n")).expect("pin file");
-    let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "ca", "--so-pin", SO_PIN, "--pin", PIN])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util runs");
-    assert!(out.status.success(), "init-token: {}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("SOFTHSM2_CONF", &conf)
-        .env(CHILD_DIR, dir)
-        .env_remove(UNSET_PIN_VAR)
-        .output()
-        .expect("child test runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child test {name} failed:\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {

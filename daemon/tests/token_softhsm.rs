@@ -6,6 +6,8 @@
 //! itself in a child process (`current_exe() <name> --exact`) with its own token directory in
 //! the environment: isolated under `cargo test` (one process, many threads) and nextest alike.
 
+mod softhsm_child;
+
 use cardhsmd::token::{KeyPairRequest, RecoveryPolicy, SignMechanism, TokenError, TokenManager};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -16,6 +18,7 @@ use der::asn1::{ObjectIdentifier, OctetString, Uint};
 use der::{Decode, Encode};
 use hsm_config::{KeyAlgorithm, Pkcs11Config, SecretSource, TokenConfig, TokenRole};
 use sha2::{Digest, Sha256};
+use softhsm_child::{ChildSpec, dir_or_run_child};
 use spki::SubjectPublicKeyInfoRef;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,45 +98,19 @@ impl Fx {
 
 /// Runs `body` in a child process that has its own SoftHSM token directory with `labels`.
 fn softhsm_test(name: &str, labels: &[&str], body: impl FnOnce(&Fx)) {
-    if let Some(dir) = std::env::var_os(CHILD_DIR) {
-        body(&Fx { dir: PathBuf::from(dir) });
-        return;
+    let spec = ChildSpec {
+        child_dir_var: CHILD_DIR,
+        unset_pin_var: UNSET_PIN_VAR,
+        pin: PIN,
+        so_pin: SO_PIN,
+        labels,
+    };
+    let prepare = |dir: &std::path::Path| {
+        std::fs::write(dir.join("wrong.pin"), "0000-not-the-pin").expect("pin file");
+    };
+    if let Some(dir) = dir_or_run_child(name, &spec, prepare) {
+        body(&Fx { dir });
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    std::fs::create_dir(dir.join("tokens")).expect("token dir");
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.join("tokens").display()
-        ),
-    )
-    .expect("conf");
-    std::fs::write(dir.join("user.pin"), format!("{PIN}\n")).expect("pin file");
-    std::fs::write(dir.join("wrong.pin"), "0000-not-the-pin").expect("pin file");
-    for label in labels {
-        let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", PIN])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("softhsm2-util runs");
-        assert!(out.status.success(), "init-token {label}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("SOFTHSM2_CONF", &conf)
-        .env(CHILD_DIR, dir)
-        .env_remove(UNSET_PIN_VAR)
-        .output()
-        .expect("child test runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child test {name} failed:\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
