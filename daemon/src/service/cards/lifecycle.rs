@@ -54,9 +54,18 @@ impl std::fmt::Display for IllegalTransition {
 
 /// The state after `action`, or why it is refused.
 pub fn transition(from: CardState, action: CardAction) -> Result<CardState, IllegalTransition> {
+    next(from, action).ok_or_else(|| IllegalTransition {
+        from,
+        action,
+        allowed_from: CardState::ALL.into_iter().filter(|s| next(*s, action).is_some()).collect(),
+    })
+}
+
+/// The one transition table: the state after `action`, or `None` when `from` forbids it.
+fn next(from: CardState, action: CardAction) -> Option<CardState> {
     use CardAction as A;
     use CardState as S;
-    let to = match (action, from) {
+    match (action, from) {
         (A::BeginIssue, S::Assigned | S::PendingUpdate | S::PendingIssue) => Some(S::PendingIssue),
         (A::CompleteIssue, S::PendingIssue) => Some(S::Active),
         (A::Disable, S::Active) => Some(S::Disabled),
@@ -66,29 +75,6 @@ pub fn transition(from: CardState, action: CardAction) -> Result<CardState, Ille
         (A::PreUpdate, S::Active) => Some(S::PendingUpdate),
         (A::Revoke, s) if s != S::Revoked => Some(S::Revoked),
         _ => None,
-    };
-    to.ok_or_else(|| IllegalTransition {
-        from,
-        action,
-        allowed_from: CardState::ALL.into_iter().filter(|s| allowed(*s, action)).collect(),
-    })
-}
-
-fn allowed(from: CardState, action: CardAction) -> bool {
-    // Defined through `transition` itself so the two can never disagree.
-    match (action, from) {
-        (CardAction::Revoke, CardState::Revoked) => false,
-        (CardAction::Revoke, _) => true,
-        _ => matches!(
-            (action, from),
-            (
-                CardAction::BeginIssue,
-                CardState::Assigned | CardState::PendingUpdate | CardState::PendingIssue
-            ) | (CardAction::CompleteIssue, CardState::PendingIssue)
-                | (CardAction::Disable, CardState::Active)
-                | (CardAction::Enable, CardState::Disabled)
-                | (CardAction::PreUpdate, CardState::Active)
-        ),
     }
 }
 
