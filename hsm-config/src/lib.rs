@@ -48,6 +48,12 @@ pub struct ServerConfig {
     /// Optional TLS; plain TCP when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The largest single upload (a CSR, a certificate, a key file, a CSV or ZIP of a batch) a
+    /// request may carry, in bytes. Default 4 MiB; 1 KiB to 256 MiB. Over it, the request is
+    /// refused with an error naming the field; the transport limit per message is twice this
+    /// plus 64 KiB, so a message with several uploads still reaches the field check.
+    #[serde(default = "defaults::max_upload_bytes")]
+    pub max_upload_bytes: u32,
 }
 
 /// `[server.tls]`.
@@ -369,6 +375,9 @@ pub enum LogFormat {
 pub mod defaults {
     use super::*;
 
+    pub fn max_upload_bytes() -> u32 {
+        4 * 1024 * 1024
+    }
     pub fn grpc_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 50051))
     }
@@ -445,7 +454,12 @@ pub mod defaults {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { grpc_listen: defaults::grpc_listen(), ready_file: None, tls: None }
+        Self {
+            grpc_listen: defaults::grpc_listen(),
+            ready_file: None,
+            tls: None,
+            max_upload_bytes: defaults::max_upload_bytes(),
+        }
     }
 }
 impl Default for StoreConfig {

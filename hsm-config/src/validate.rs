@@ -89,6 +89,7 @@ impl Config {
                 check_path("server.tls.client_ca_file", ca)?;
             }
         }
+        check_range("server.max_upload_bytes", self.server.max_upload_bytes, 1024, 256 * 1024 * 1024)?;
         check_path("store.path", &self.store.path)?;
         check_range("store.readers", self.store.readers, 1, 64)?;
         check_range("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs, 60, 86_400)?;

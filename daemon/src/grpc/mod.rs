@@ -83,6 +83,10 @@ pub async fn serve(
         builder = builder.tls_config(tls_config).map_err(ServeError::Tls)?;
     }
     let incoming = TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+    // Uploads are checked per field against `max_upload_bytes` by the services (an error that
+    // names the field); the transport limit leaves room for a message with several of them.
+    let max_message =
+        usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_mul(2) + 64 * 1024;
     builder
         .layer(auth_layer::AuthLayer::new(services.auth.clone()))
         .add_service(health_service)
@@ -90,9 +94,10 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(pb::auth_service_server::AuthServiceServer::new(handlers::AuthApi(services.clone())))
         .add_service(pb::card_service_server::CardServiceServer::new(handlers::CardApi(services.clone())))
-        .add_service(pb::issuance_service_server::IssuanceServiceServer::new(issuance::IssuanceApi(
-            services.clone(),
-        )))
+        .add_service(
+            pb::issuance_service_server::IssuanceServiceServer::new(issuance::IssuanceApi(services.clone()))
+                .max_decoding_message_size(max_message),
+        )
         .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

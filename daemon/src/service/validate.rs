@@ -71,6 +71,18 @@ pub fn identifier(field: &str, value: &str, max: usize, required: bool) -> Resul
     Ok(v.to_owned())
 }
 
+/// An uploaded blob (CSR, certificate, key file, CSV, ZIP) must fit `server.max_upload_bytes`.
+pub fn upload(field: &str, len: usize, limit: usize) -> Result<(), ServiceError> {
+    if len > limit {
+        Err(ServiceError::invalid(
+            field,
+            format!("is {len} bytes, over the upload limit of {limit} bytes (server.max_upload_bytes)"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,33 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (authority_id, crl_number)
     );
     "#,
+    // 3: certificates on tokens — what the daemon knows of a certificate object beyond the
+    // token (protected / system-use flags, where it came from), and card certificates.
+    r#"
+    CREATE TABLE token_certificates (
+        token_serial    TEXT NOT NULL,
+        -- SHA-1 of the certificate DER, lower-case hex: the id device APIs use.
+        fingerprint     TEXT NOT NULL,
+        -- CKA_ID of the certificate object (and of its key pair).
+        object_id       BLOB NOT NULL,
+        -- CARD (written by card issuance), IMPORT, CSR.
+        source          TEXT NOT NULL,
+        protected       INTEGER NOT NULL DEFAULT 0,
+        system_use_only INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        PRIMARY KEY (token_serial, fingerprint)
+    );
+    CREATE TABLE card_certificates (
+        card_id        TEXT NOT NULL REFERENCES cards(id) ON DELETE CASCADE,
+        -- The card key (policy key label) the certificate is for.
+        label          TEXT NOT NULL,
+        certificate_id TEXT NOT NULL REFERENCES certificates(id),
+        fingerprint    TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (card_id, label)
+    );
+    CREATE INDEX card_certificates_certificate ON card_certificates(certificate_id);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -9,6 +9,7 @@ pub mod certificates;
 mod error;
 pub mod meta;
 mod migrations;
+pub mod token_certificates;
 pub mod tokens;
 pub mod users;
 

@@ -4,16 +4,19 @@
 //!
 //! Layout: `error.rs` (TokenError, CKR names, "token gone" classification), `health.rs` (pure
 //! availability/recovery state machine), `pool.rs` (per-token session pool, login, recovery),
-//! `keys.rs` (keygen, SubjectPublicKeyInfo, find/delete, sign), `info.rs` (slot/token discovery).
+//! `keys.rs` (keygen, SubjectPublicKeyInfo, find/delete, sign), `objects.rs` (certificate
+//! objects, imported key pairs, public keys by CKA_ID), `info.rs` (slot/token discovery).
 
 mod error;
 mod health;
 mod info;
 mod keys;
+mod objects;
 mod pool;
 
 pub use error::TokenError;
 pub use health::RecoveryPolicy;
+pub use objects::{CertificateObject, ImportedKeyPair, ImportedPrivateKey, TokenCertificate};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -271,6 +274,40 @@ impl TokenManager {
         };
         let (key_id, data) = (key_id.to_vec(), data.to_vec());
         self.inner.run_blocking(entry, Box::new(move |s, ctx| keys::sign(s, ctx, &key_id, mechanism, &data)))
+    }
+
+    /// Writes an X.509 certificate object (public, persistent) under the given CKA_ID.
+    pub async fn create_certificate(
+        &self,
+        token_serial: &str,
+        cert: CertificateObject,
+    ) -> Result<(), TokenError> {
+        self.run(token_serial, Box::new(move |s, _ctx| objects::create_certificate(s, &cert))).await
+    }
+
+    /// The X.509 certificate objects on the token; with `id`, only those with that CKA_ID.
+    pub async fn list_certificates(
+        &self,
+        token_serial: &str,
+        id: Option<Vec<u8>>,
+    ) -> Result<Vec<TokenCertificate>, TokenError> {
+        self.run(token_serial, Box::new(move |s, _ctx| objects::list_certificates(s, id.as_deref()))).await
+    }
+
+    /// Destroys the certificate objects with this CKA_ID; returns how many went.
+    pub async fn delete_certificates(&self, token_serial: &str, id: Vec<u8>) -> Result<usize, TokenError> {
+        self.run(token_serial, Box::new(move |s, _ctx| objects::delete_certificates(s, &id))).await
+    }
+
+    /// Creates an imported key pair (public and private objects under one CKA_ID; the private
+    /// one sensitive, not extractable, sign-only).
+    pub async fn import_key_pair(&self, token_serial: &str, key: ImportedKeyPair) -> Result<(), TokenError> {
+        self.run(token_serial, Box::new(move |s, ctx| objects::import_key_pair(s, ctx, &key))).await
+    }
+
+    /// SubjectPublicKeyInfo DER of the public key object with this CKA_ID; None if absent.
+    pub async fn public_key(&self, token_serial: &str, id: Vec<u8>) -> Result<Option<Vec<u8>>, TokenError> {
+        self.run(token_serial, Box::new(move |s, _ctx| objects::public_key(s, &id))).await
     }
 
     /// Runs `f` on one of the token's pooled, logged-in sessions, on a blocking thread, with the

@@ -28,7 +28,6 @@ pub use crate::store::certificates::{CertStatus as Status, CertificateRecord as 
 
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
 /// The largest CSR we read (a 4096-bit RSA request with extensions is under 4 KiB).
-const MAX_CSR_BYTES: usize = 64 * 1024;
 /// How often a fresh serial is tried when the store reports a repeat (2^-127 odds each).
 const SERIAL_ATTEMPTS: usize = 3;
 
@@ -109,6 +108,8 @@ pub struct IssuanceService {
     /// One lock per authority: revocations of one CA are serialised so that CRL numbers are
     /// consecutive and each CRL lists exactly the state committed with it.
     crl_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// `server.max_upload_bytes`: the largest CSR or certificate PEM accepted.
+    max_upload_bytes: usize,
 }
 
 /// Unix seconds of a time (0 before the epoch, which no certificate of ours has).
@@ -142,7 +143,13 @@ impl IssuanceService {
     ) -> Result<Self, ServiceError> {
         let profiles = profiles::all_profiles(config)
             .map_err(|e| ServiceError::Internal(format!("issuance profiles: {e}")))?;
-        Ok(IssuanceService { store, tokens, profiles, crl_locks: Mutex::new(HashMap::new()) })
+        Ok(IssuanceService {
+            store,
+            tokens,
+            profiles,
+            crl_locks: Mutex::new(HashMap::new()),
+            max_upload_bytes: usize::try_from(config.server.max_upload_bytes).unwrap_or(usize::MAX),
+        })
     }
 
     // ---- authorities -------------------------------------------------------------------
@@ -369,9 +376,7 @@ impl IssuanceService {
         if pem.trim().is_empty() {
             return Err(ServiceError::invalid("certificate_pem", "is required"));
         }
-        if pem.len() > MAX_CSR_BYTES * 4 {
-            return Err(ServiceError::invalid("certificate_pem", "is too large"));
-        }
+        validate::upload("certificate_pem", pem.len(), self.max_upload_bytes)?;
         let blocks = pki::pem_decode_all(pem.as_bytes()).map_err(|e| pki_error("certificate_pem", e))?;
         let mut certs = Vec::with_capacity(blocks.len());
         for (label, der) in blocks {
@@ -545,7 +550,14 @@ impl IssuanceService {
                 format!("no profile {profile_id:?} (known: {})", known.join(", ")),
             )
         })?;
-        let source = key_source(profile, req.csr_pem, req.generate_key, &req.key_type, req.pkcs12_password)?;
+        let source = key_source(
+            profile,
+            req.csr_pem,
+            req.generate_key,
+            &req.key_type,
+            req.pkcs12_password,
+            self.max_upload_bytes,
+        )?;
         let years = match req.validity_years {
             0 => profile.validity_years,
             y if y <= profile.max_validity_years => y,
@@ -723,6 +735,7 @@ fn key_source(
     generate_key: bool,
     key_type: &str,
     password: Password,
+    max_upload_bytes: usize,
 ) -> Result<KeySource, ServiceError> {
     let has_csr = !csr_pem.trim().is_empty();
     let accepts = |key: &str| -> Result<(), String> {
@@ -747,9 +760,7 @@ fn key_source(
         if !password.0.is_empty() {
             return Err(ServiceError::invalid("pkcs12_password", "is only for generate_key"));
         }
-        if csr_pem.len() > MAX_CSR_BYTES {
-            return Err(ServiceError::invalid("csr_pem", format!("is larger than {MAX_CSR_BYTES} bytes")));
-        }
+        validate::upload("csr_pem", csr_pem.len(), max_upload_bytes)?;
         let csr = pki::parse_csr(csr_pem.as_bytes()).map_err(|e| pki_error("csr_pem", e))?;
         accepts(&csr.key_kind.to_string()).map_err(|m| ServiceError::invalid("csr_pem", m))?;
         return Ok(KeySource::Csr(csr));
