@@ -5,7 +5,7 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 6] = [
+const SECRET_MESSAGES: [&str; 7] = [
     ".cardhsm.v1.LoginRequest",
     ".cardhsm.v1.RefreshRequest",
     ".cardhsm.v1.LoginResponse",
@@ -14,6 +14,8 @@ const SECRET_MESSAGES: [&str; 6] = [
     ".cardhsm.v1.IssueCertificateRequest",
     // pkcs12: a private key, encrypted, but under a password that may be weak.
     ".cardhsm.v1.IssuedCertificate",
+    // private_key and password.
+    ".cardhsm.v1.ImportCertificateRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,6 +9,12 @@ use crate::error::ClientError;
 use crate::secret::SecretString;
 use cardhsm_proto::v1::auth_service_client::AuthServiceClient;
 use cardhsm_proto::v1::card_service_client::CardServiceClient;
+use cardhsm_proto::v1::certificate_store_service_client::CertificateStoreServiceClient;
+use cardhsm_proto::v1::{
+    CompleteCsrRequest, CreateCsrRequest, CreateCsrResponse, DeleteCertificateBySubjectRequest,
+    DeleteCertificateBySubjectResponse, DeleteCertificateRequest, ImportCertificateRequest,
+    ImportCertificateResponse, ListCertificatesRequest, StoredCertificate,
+};
 use cardhsm_proto::v1::issuance_service_client::IssuanceServiceClient;
 use cardhsm_proto::v1::user_service_client::UserServiceClient;
 use cardhsm_proto::v1::{
@@ -476,5 +482,71 @@ impl fmt::Debug for CardhsmClient {
             .field("authenticated", &state.access.is_some())
             .field("access_expires_at", &state.expires_at)
             .finish_non_exhaustive()
+    }
+}
+
+/// `CertificateStoreService`: the certificates (and their keys) on one token, named by serial or
+/// label; certificates by id (hex CKA_ID) or SHA-1 fingerprint.
+impl CardhsmClient {
+    /// The generated `CertificateStoreService` client with the current access token attached
+    /// (no refresh).
+    pub fn certstore_raw(&self) -> CertificateStoreServiceClient<AuthedChannel> {
+        CertificateStoreServiceClient::new(self.authed_channel())
+    }
+
+    /// `CertificateStoreService.ListCertificates`: every certificate on `token`, or those `id`
+    /// names ("" = all).
+    pub async fn list_token_certificates(
+        &self,
+        token: &str,
+        id: &str,
+    ) -> Result<Vec<StoredCertificate>, ClientError> {
+        let request = ListCertificatesRequest { token: token.to_owned(), id: id.to_owned() };
+        Ok(self.authed(request, rpc!(CertificateStoreServiceClient, list_certificates)).await?.certificates)
+    }
+
+    /// `CertificateStoreService.ImportCertificate`: a certificate with its private key. Build the
+    /// request with `..Default::default()`.
+    pub async fn import_token_certificate(
+        &self,
+        request: ImportCertificateRequest,
+    ) -> Result<ImportCertificateResponse, ClientError> {
+        self.authed(request, rpc!(CertificateStoreServiceClient, import_certificate)).await
+    }
+
+    /// `CertificateStoreService.DeleteCertificate`: the certificate and its key pair; returns the
+    /// deleted fingerprints.
+    pub async fn delete_token_certificate(&self, token: &str, id: &str) -> Result<Vec<String>, ClientError> {
+        let request = DeleteCertificateRequest { token: token.to_owned(), id: id.to_owned() };
+        Ok(self.authed(request, rpc!(CertificateStoreServiceClient, delete_certificate)).await?.deleted)
+    }
+
+    /// `CertificateStoreService.CreateCsr`: a key pair generated on the token and a CSR it signed.
+    pub async fn create_token_csr(&self, request: CreateCsrRequest) -> Result<CreateCsrResponse, ClientError> {
+        self.authed(request, rpc!(CertificateStoreServiceClient, create_csr)).await
+    }
+
+    /// `CertificateStoreService.CompleteCsr`: stores the certificate (DER or PEM) a CA signed for
+    /// a pending CSR.
+    pub async fn complete_token_csr(
+        &self,
+        token: &str,
+        csr_id: &str,
+        certificate: Vec<u8>,
+    ) -> Result<StoredCertificate, ClientError> {
+        let request = CompleteCsrRequest { token: token.to_owned(), csr_id: csr_id.to_owned(), certificate };
+        self.authed(request, rpc!(CertificateStoreServiceClient, complete_csr)).await
+    }
+
+    /// `CertificateStoreService.DeleteCertificateBySubject`: every certificate and pending CSR
+    /// whose subject CN is `subject_cn`.
+    pub async fn delete_token_certificates_by_subject(
+        &self,
+        token: &str,
+        subject_cn: &str,
+    ) -> Result<DeleteCertificateBySubjectResponse, ClientError> {
+        let request =
+            DeleteCertificateBySubjectRequest { token: token.to_owned(), subject_cn: subject_cn.to_owned() };
+        self.authed(request, rpc!(CertificateStoreServiceClient, delete_certificate_by_subject)).await
     }
 }

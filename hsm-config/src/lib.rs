@@ -161,6 +161,11 @@ pub struct CardsConfig {
     /// with a built-in name replaces it.
     #[serde(default)]
     pub policies: Vec<CardPolicy>,
+    /// The certificate authority (by name) that issues the certificates of card keys whose
+    /// policy names a `certificate_profile`. Default unset: IssueCard of such a policy is
+    /// refused until it is set (authorities are made at run time, so this is checked then).
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 /// `[[cards.policies]]`: which key pairs a card carries.
@@ -181,6 +186,10 @@ pub struct CardKeySpec {
     pub label: String,
     /// `EC:P-256`, `EC:P-384`, `RSA:2048`, `RSA:3072` or `RSA:4096`.
     pub algorithm: KeyAlgorithm,
+    /// The issuance profile (id) of the certificate IssueCard issues for this key from
+    /// `cards.authority` and writes onto the card; unset = a key without a certificate.
+    #[serde(default)]
+    pub certificate_profile: Option<String>,
 }
 
 /// Key algorithms the daemon generates, written as `FAMILY:PARAM`.
@@ -433,20 +442,23 @@ pub mod defaults {
         "info".to_owned()
     }
 
-    /// The built-in card policies: `standard` (one EC P-256 authentication key) and
-    /// `dual` (EC P-256 authentication and signature keys).
+    /// The built-in card policies: `standard` (one EC P-256 authentication key), `dual`
+    /// (EC P-256 authentication and signature keys), and `piv` (the same two keys, each with a
+    /// certificate from `cards.authority`).
     pub fn builtin_policies() -> Vec<CardPolicy> {
+        let key = |label: &str, profile: Option<&str>| CardKeySpec {
+            label: label.into(),
+            algorithm: KeyAlgorithm::EcP256,
+            certificate_profile: profile.map(str::to_owned),
+        };
         vec![
+            CardPolicy { name: "standard".into(), keys: vec![key("auth", None)] },
+            CardPolicy { name: "dual".into(), keys: vec![key("auth", None), key("sign", None)] },
+            // A PIV-style card: authentication and signature keys, each with its certificate
+            // (needs `cards.authority`).
             CardPolicy {
-                name: "standard".into(),
-                keys: vec![CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::EcP256 }],
-            },
-            CardPolicy {
-                name: "dual".into(),
-                keys: vec![
-                    CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::EcP256 },
-                    CardKeySpec { label: "sign".into(), algorithm: KeyAlgorithm::EcP256 },
-                ],
+                name: "piv".into(),
+                keys: vec![key("auth", Some("card-authentication")), key("sign", Some("card-signature"))],
             },
         ]
     }
@@ -489,7 +501,7 @@ impl Default for Pkcs11Config {
 }
 impl Default for CardsConfig {
     fn default() -> Self {
-        Self { default_policy: defaults::default_policy(), policies: Vec::new() }
+        Self { default_policy: defaults::default_policy(), policies: Vec::new(), authority: None }
     }
 }
 impl Default for LoggingConfig {

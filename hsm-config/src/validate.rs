@@ -212,6 +212,20 @@ fn check_policy(key: &str, p: &CardPolicy) -> Result<(), ConfigError> {
                 "labels must be unique within a policy",
             ));
         }
+        // Whether the profile exists is the daemon's to check (built-in profiles live there).
+        if let Some(profile) = &k.certificate_profile
+            && !is_ident(
+                profile,
+                |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+                |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-',
+                64,
+            )
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.keys[{j}].certificate_profile"),
+                "must be a profile id, ^[a-z0-9][a-z0-9_-]{0,63}$",
+            ));
+        }
     }
     Ok(())
 }
@@ -338,7 +352,7 @@ mod tests {
     use crate::{CardKeySpec, KeyAlgorithm};
 
     fn key(label: &str) -> CardKeySpec {
-        CardKeySpec { label: label.into(), algorithm: KeyAlgorithm::EcP256 }
+        CardKeySpec { label: label.into(), algorithm: KeyAlgorithm::EcP256, certificate_profile: None }
     }
 
     #[test]

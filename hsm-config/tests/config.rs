@@ -583,7 +583,10 @@ fn default_policy_must_exist() {
     let text = format!("[cards]\ndefault_policy = \"rsa\"\n{}", policy("rsa", &[("auth", "RSA:3072")]));
     let c = Config::from_toml_str(&text).expect("configured default");
     let p = c.card_policy(&c.cards.default_policy).expect("default policy resolves");
-    assert_eq!(p.keys, [CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::Rsa3072 }]);
+    assert_eq!(
+        p.keys,
+        [CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::Rsa3072, certificate_profile: None }]
+    );
 }
 
 #[test]
@@ -598,8 +601,8 @@ fn configured_policy_overrides_builtin_and_extends_the_list() {
     assert_eq!(
         standard.keys,
         [
-            CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::EcP384 },
-            CardKeySpec { label: "enc".into(), algorithm: KeyAlgorithm::Rsa2048 },
+            CardKeySpec { label: "auth".into(), algorithm: KeyAlgorithm::EcP384, certificate_profile: None },
+            CardKeySpec { label: "enc".into(), algorithm: KeyAlgorithm::Rsa2048, certificate_profile: None },
         ]
     );
     let names: Vec<_> = c.card_policies().into_iter().map(|p| p.name).collect();

@@ -78,6 +78,20 @@ mod redacted_debug {
                 .finish()
         }
     }
+    impl fmt::Debug for ImportCertificateRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ImportCertificateRequest")
+                .field("token", &self.token)
+                .field("cert", &format_args!("[{} bytes]", self.cert.len()))
+                .field("private_key", &if self.private_key.is_empty() { "[none]" } else { "[redacted]" })
+                .field("password", &if self.password.is_empty() { "[none]" } else { "[redacted]" })
+                .field("id", &self.id)
+                .field("label", &self.label)
+                .field("protected", &self.protected)
+                .field("system_use_only", &self.system_use_only)
+                .finish()
+        }
+    }
 }
 
 /// The encoded `FileDescriptorSet` of every cardhsm.v1 .proto file.

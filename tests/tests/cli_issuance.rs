@@ -164,7 +164,10 @@ async fn ca_issue_verify_find_revoke_and_crl_through_the_cli() {
         .iter()
         .map(|p| str_field(p, "id"))
         .collect();
-    assert_eq!(ids, ["ecc-device", "ecc-server", "rsa-device", "rsa-server"]);
+    assert_eq!(
+        ids,
+        ["ecc-device", "ecc-server", "rsa-device", "rsa-server", "card-authentication", "card-signature"]
+    );
     let shown = cli.run(&["profiles", "show", "ecc-device"]).ok();
     assert!(shown.stdout.contains("commonName"), "{shown:#?}");
 

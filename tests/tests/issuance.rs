@@ -14,33 +14,8 @@ use cardhsm_proto::v1 as pb;
 use cardhsm_tests::{ADMIN_PASSWORD, Daemon, TestEnv, list_token_objects};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use support::*;
 use tonic::Code;
-
-/// Runs `openssl <args>` in `dir`; returns (success, stdout + stderr).
-fn openssl_try(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running openssl (Debian package openssl)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-/// Runs `openssl <args>` in `dir`; panics with its output when it fails. Returns the output.
-#[track_caller]
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let (ok, text) = openssl_try(dir, args);
-    assert!(ok, "openssl {} failed:\n{text}", args.join(" "));
-    text
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).expect("write file");
-}
 
 /// A key (`ec:P-256`, `ec:P-384`, `rsa:2048` …) in `<name>.key` and a CSR for it in
 /// `<name>.csr` with subject `subj` (openssl's `/CN=…/O=…` form). Returns the CSR PEM.
@@ -60,23 +35,6 @@ fn key_and_csr(dir: &Path, name: &str, alg: &str, subj: &str) -> String {
     let csr = format!("{name}.csr");
     openssl(dir, &["req", "-new", "-key", &key, "-subj", subj, "-out", &csr]);
     std::fs::read_to_string(dir.join(csr)).expect("csr")
-}
-
-fn create_req(
-    name: &str,
-    alg: &str,
-    dn: &str,
-    kind: pb::AuthorityKind,
-    parent: &str,
-) -> pb::CreateAuthorityRequest {
-    pb::CreateAuthorityRequest {
-        name: name.into(),
-        key_algorithm: alg.into(),
-        subject_dn: dn.into(),
-        validity_years: 10,
-        kind: kind as i32,
-        parent_id: parent.into(),
-    }
 }
 
 fn issue_req(
@@ -109,46 +67,6 @@ fn generate_req(
         pkcs12_password: password.into(),
         ..issue_req(authority, profile, params, "")
     }
-}
-
-/// Serial → reason as `openssl crl -text` lists them (serials lower-case, no separators).
-fn crl_entries(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut serial: Option<String> = None;
-    let mut lines = text.lines().map(str::trim).peekable();
-    while let Some(line) = lines.next() {
-        if let Some(s) = line.strip_prefix("Serial Number: ") {
-            if let Some(prev) = serial.take() {
-                out.insert(prev, "unspecified".into());
-            }
-            serial = Some(s.trim().to_ascii_lowercase());
-        } else if line == "X509v3 CRL Reason Code:"
-            && let Some(s) = serial.take()
-        {
-            let reason = lines.next().unwrap_or_default().trim().to_owned();
-            out.insert(s, reason);
-        }
-    }
-    if let Some(prev) = serial {
-        out.insert(prev, "unspecified".into());
-    }
-    out
-}
-
-/// openssl prints serials with an even number of hex digits; ours are the same.
-fn norm_serial(s: &str) -> String {
-    s.to_ascii_lowercase()
-}
-
-async fn fetch_crl(api: &mut Api, dir: &Path, authority: &str, file: &str) -> pb::Crl {
-    let crl = api
-        .issuance
-        .get_crl(pb::GetCrlRequest { authority_id: authority.into() })
-        .await
-        .expect("get crl")
-        .into_inner();
-    write(dir, file, &crl.crl_pem);
-    crl
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -235,7 +153,10 @@ async fn authorities_issue_verify_find_revoke_and_crls() {
     let profiles =
         api.issuance.list_profiles(pb::ListProfilesRequest {}).await.expect("profiles").into_inner();
     let ids: Vec<&str> = profiles.profiles.iter().map(|p| p.id.as_str()).collect();
-    assert_eq!(ids, ["ecc-device", "ecc-server", "rsa-device", "rsa-server"]);
+    assert_eq!(
+        ids,
+        ["ecc-device", "ecc-server", "rsa-device", "rsa-server", "card-authentication", "card-signature"]
+    );
     let p = api
         .issuance
         .get_profile(pb::GetProfileRequest { id: "ecc-server".into() })

@@ -67,6 +67,14 @@ pub fn card_to_pb(c: Card, token_present: bool) -> pb::CardInfo {
                 label: k.label,
                 algorithm: k.algorithm,
                 public_key_der: k.public_key_der,
+                certificate: k.certificate.map(|c| pb::CardCertificate {
+                    certificate_id: c.certificate_id,
+                    serial_number: c.serial,
+                    status: c.status,
+                    fingerprint: c.fingerprint,
+                    not_after: c.not_after,
+                    certificate_pem: crate::pki::pem_encode(crate::pki::PEM_CERTIFICATE, &c.certificate_der),
+                }),
             })
             .collect(),
         created_at: c.created_at,

@@ -3,6 +3,7 @@
 //! that every request passes first.
 
 mod auth_layer;
+mod certstore;
 mod convert;
 mod handlers;
 mod issuance;
@@ -57,6 +58,9 @@ pub async fn serve(
     health.set_serving::<pb::card_service_server::CardServiceServer<handlers::CardApi>>().await;
     health.set_serving::<pb::user_service_server::UserServiceServer<handlers::UserApi>>().await;
     health.set_serving::<pb::issuance_service_server::IssuanceServiceServer<issuance::IssuanceApi>>().await;
+    health
+        .set_serving::<pb::certificate_store_service_server::CertificateStoreServiceServer<certstore::CertStoreApi>>()
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
@@ -97,6 +101,12 @@ pub async fn serve(
         .add_service(
             pb::issuance_service_server::IssuanceServiceServer::new(issuance::IssuanceApi(services.clone()))
                 .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            pb::certificate_store_service_server::CertificateStoreServiceServer::new(certstore::CertStoreApi(
+                services.clone(),
+            ))
+            .max_decoding_message_size(max_message),
         )
         .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))
         .serve_with_incoming_shutdown(incoming, shutdown)

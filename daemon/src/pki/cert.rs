@@ -451,6 +451,11 @@ pub struct ParsedCertificate {
     pub sha1_fingerprint: String,
     /// SHA-256 of the DER, lower-case hex.
     pub sha256_fingerprint: String,
+    /// DER of the subject Name, the issuer Name and the serialNumber INTEGER: what PKCS#11
+    /// stores as CKA_SUBJECT, CKA_ISSUER and CKA_SERIAL_NUMBER of a certificate object.
+    pub subject_der: Vec<u8>,
+    pub issuer_der: Vec<u8>,
+    pub serial_der: Vec<u8>,
 }
 
 impl ParsedCertificate {
@@ -489,7 +494,13 @@ pub fn parse_certificate(pem_or_der: &[u8]) -> Result<ParsedCertificate, PkiErro
         None => Vec::new(),
     };
     let public_key_der = tbs.subject_public_key_info().to_der().map_err(bad)?;
+    let subject_der = tbs.subject().to_der().map_err(bad)?;
+    let issuer_der = tbs.issuer().to_der().map_err(bad)?;
+    let serial_der = tbs.serial_number().to_der().map_err(bad)?;
     Ok(ParsedCertificate {
+        subject_der,
+        issuer_der,
+        serial_der,
         serial_hex: to_hex(tbs.serial_number().as_bytes()),
         subject: tbs.subject().clone(),
         issuer: tbs.issuer().clone(),

@@ -50,6 +50,17 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.IssuanceService/FindCertificates", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.IssuanceService/RevokeCertificates", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.IssuanceService/RevokeCertificate", Access::Roles(OPERATORS)),
+    // The certificate store is officer work on tokens, reads included (a token's certificates
+    // say which devices and people it serves). Importing with `protected` set needs ADMIN on
+    // top, checked by the service: a protected certificate can never be deleted or replaced
+    // through the API again, so locking one in is an administrator's decision;
+    // `system_use_only` only narrows what users may pick, and stays with operators.
+    ("/cardhsm.v1.CertificateStoreService/ListCertificates", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CertificateStoreService/ImportCertificate", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CertificateStoreService/DeleteCertificate", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CertificateStoreService/CreateCsr", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CertificateStoreService/CompleteCsr", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CertificateStoreService/DeleteCertificateBySubject", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.UserService/CreateUser", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ADMIN)),
 ];

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod authz;
 pub mod cards;
+pub mod certstore;
 mod error;
 pub mod issuance;
 pub mod paging;
@@ -70,6 +71,7 @@ impl Principal {
 pub struct Services {
     pub auth: Arc<auth::AuthService>,
     pub cards: Arc<cards::CardService>,
+    pub certstore: Arc<certstore::CertStoreService>,
     pub issuance: Arc<issuance::IssuanceService>,
     pub users: Arc<users::UserService>,
 }
@@ -83,9 +85,10 @@ impl Services {
         tokens: TokenManager,
     ) -> Result<Services, ServiceError> {
         let auth = Arc::new(auth::AuthService::open(&config.auth, store.clone())?);
-        let cards = Arc::new(cards::CardService::new(config, store.clone(), tokens.clone()));
-        let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens)?);
+        let certstore = Arc::new(certstore::CertStoreService::new(config, store.clone(), tokens.clone()));
+        let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens.clone())?);
+        let cards = Arc::new(cards::CardService::new(config, store.clone(), tokens.clone(), issuance.clone())?);
         let users = Arc::new(users::UserService::new(store, auth.clone()));
-        Ok(Services { auth, cards, issuance, users })
+        Ok(Services { auth, cards, certstore, issuance, users })
     }
 }

@@ -55,6 +55,29 @@ pub struct CardKeyRecord {
     pub algorithm: String,
     pub public_key_der: Vec<u8>,
     pub created_at: i64,
+    /// The certificate issued for this key, when the card's policy names a profile for it.
+    pub certificate: Option<CardCertificate>,
+}
+
+/// A card key's certificate: the link row joined with the issued certificate's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardCertificate {
+    pub certificate_id: String,
+    /// SHA-1 of the DER, lower-case hex (the certificate object's fingerprint on the token).
+    pub fingerprint: String,
+    pub serial: String,
+    /// VALID, ON_HOLD or REVOKED (the certificates table's status).
+    pub status: String,
+    pub not_after: i64,
+    pub certificate_der: Vec<u8>,
+}
+
+/// What links a card key to its certificate (written when the card is issued).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardCertificateLink {
+    pub label: String,
+    pub certificate_id: String,
+    pub fingerprint: String,
 }
 
 /// A stored card.
@@ -200,21 +223,38 @@ pub fn live_token_bindings(conn: &Connection) -> Result<Vec<(String, String)>, S
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The card-key columns, joined with the key's certificate (NULLs when it has none).
+const KEY_SELECT: &str = "SELECT k.label, k.key_id, k.algorithm, k.public_key_der, k.created_at,
+            cc.certificate_id, cc.fingerprint, c.serial, c.status, c.not_after, c.certificate_der, k.card_id
+       FROM card_keys k
+       LEFT JOIN card_certificates cc ON cc.card_id = k.card_id AND cc.label = k.label AND cc.state = 'CURRENT'
+       LEFT JOIN certificates c ON c.id = cc.certificate_id";
+
 fn keys_of(conn: &Connection, card_id: &str) -> Result<Vec<CardKeyRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT label, key_id, algorithm, public_key_der, created_at FROM card_keys WHERE card_id = ?1 ORDER BY label",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!("{KEY_SELECT} WHERE k.card_id = ?1 ORDER BY k.label"))?;
     let rows = stmt.query_map(params![card_id], key_from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn key_from_row(r: &Row<'_>) -> rusqlite::Result<CardKeyRecord> {
+    let certificate = match r.get::<_, Option<String>>(5)? {
+        Some(certificate_id) => Some(CardCertificate {
+            certificate_id,
+            fingerprint: r.get(6)?,
+            serial: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            status: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+            not_after: r.get::<_, Option<i64>>(9)?.unwrap_or_default(),
+            certificate_der: r.get::<_, Option<Vec<u8>>>(10)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
     Ok(CardKeyRecord {
         label: r.get(0)?,
         key_id: r.get(1)?,
         algorithm: r.get(2)?,
         public_key_der: r.get(3)?,
         created_at: r.get(4)?,
+        certificate,
     })
 }
 
@@ -225,18 +265,85 @@ fn attach_keys(conn: &Connection, cards: &mut [CardRecord]) -> Result<(), StoreE
     }
     let placeholders = vec!["?"; cards.len()].join(",");
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT label, key_id, algorithm, public_key_der, created_at, card_id FROM card_keys
-         WHERE card_id IN ({placeholders}) ORDER BY card_id, label"
+        "{KEY_SELECT} WHERE k.card_id IN ({placeholders}) ORDER BY k.card_id, k.label"
     ))?;
     let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
     let rows =
-        stmt.query_map(rusqlite::params_from_iter(ids), |r| Ok((r.get::<_, String>(5)?, key_from_row(r)?)))?;
+        stmt.query_map(rusqlite::params_from_iter(ids), |r| Ok((r.get::<_, String>(11)?, key_from_row(r)?)))?;
     for row in rows {
         let (card_id, key) = row?;
         if let Some(card) = cards.iter_mut().find(|c| c.id == card_id) {
             card.keys.push(key);
         }
     }
+    Ok(())
+}
+
+/// Links certificates signed by an issuance in progress to the card (state PENDING).
+pub fn add_pending_certificates(
+    tx: &Transaction<'_>,
+    card_id: &str,
+    links: &[CardCertificateLink],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO card_certificates (card_id, certificate_id, label, fingerprint, state, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5)",
+    )?;
+    for l in links {
+        stmt.execute(params![card_id, l.certificate_id, l.label, l.fingerprint, now])?;
+    }
+    Ok(())
+}
+
+/// Every certificate linked to the card (current and pending), with its link state.
+pub fn certificate_links(
+    conn: &Connection,
+    card_id: &str,
+) -> Result<Vec<(CardCertificateLink, bool)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT label, certificate_id, fingerprint, state = 'CURRENT' FROM card_certificates
+          WHERE card_id = ?1 ORDER BY created_at, label",
+    )?;
+    let rows = stmt.query_map(params![card_id], |r| {
+        Ok((
+            CardCertificateLink { label: r.get(0)?, certificate_id: r.get(1)?, fingerprint: r.get(2)? },
+            r.get(3)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Makes `current` the card's current certificates and unlinks every other one.
+pub fn set_current_certificates(
+    tx: &Transaction<'_>,
+    card_id: &str,
+    current: &[String],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT certificate_id FROM card_certificates WHERE card_id = ?1")?;
+    let linked: Vec<String> =
+        stmt.query_map(params![card_id], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?;
+    // Unlink first: a label has one CURRENT certificate (a unique index says so).
+    for id in linked.iter().filter(|id| !current.contains(id)) {
+        unlink_certificate(tx, card_id, id)?;
+    }
+    for id in current {
+        tx.prepare_cached(
+            "UPDATE card_certificates SET state = 'CURRENT' WHERE card_id = ?1 AND certificate_id = ?2",
+        )?
+        .execute(params![card_id, id])?;
+    }
+    Ok(())
+}
+
+/// Removes one certificate's link to the card (it left the card).
+pub fn unlink_certificate(
+    tx: &Transaction<'_>,
+    card_id: &str,
+    certificate_id: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM card_certificates WHERE card_id = ?1 AND certificate_id = ?2")?
+        .execute(params![card_id, certificate_id])?;
     Ok(())
 }
 

@@ -142,14 +142,36 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE card_certificates (
         card_id        TEXT NOT NULL REFERENCES cards(id) ON DELETE CASCADE,
+        certificate_id TEXT NOT NULL REFERENCES certificates(id),
         -- The card key (policy key label) the certificate is for.
         label          TEXT NOT NULL,
-        certificate_id TEXT NOT NULL REFERENCES certificates(id),
         fingerprint    TEXT NOT NULL,
+        -- PENDING: signed and recorded by an issuance that has not finished (the card may or
+        -- may not hold it yet); CURRENT: the certificate of the card's key `label`.
+        state          TEXT NOT NULL,
         created_at     INTEGER NOT NULL,
-        PRIMARY KEY (card_id, label)
+        PRIMARY KEY (card_id, certificate_id)
     );
+    CREATE UNIQUE INDEX card_certificates_current ON card_certificates(card_id, label) WHERE state = 'CURRENT';
     CREATE INDEX card_certificates_certificate ON card_certificates(certificate_id);
+    "#,
+    // 4: certificate-store CSRs whose key pair is on a token and whose certificate has not
+    // come back yet (CreateCsr → CompleteCsr).
+    r#"
+    CREATE TABLE token_csrs (
+        id             TEXT PRIMARY KEY,
+        token_serial   TEXT NOT NULL,
+        -- CKA_ID of the key pair generated for the request.
+        object_id      BLOB NOT NULL,
+        subject_dn     TEXT NOT NULL,
+        -- The subject's CN ('' when it has none): DeleteCertificateBySubject matches on it.
+        common_name    TEXT NOT NULL,
+        key_algorithm  TEXT NOT NULL,
+        public_key_der BLOB NOT NULL,
+        csr_der        BLOB NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE INDEX token_csrs_common_name ON token_csrs(token_serial, common_name);
     "#,
 ];
 

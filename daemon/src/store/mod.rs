@@ -10,6 +10,7 @@ mod error;
 pub mod meta;
 mod migrations;
 pub mod token_certificates;
+pub mod token_csrs;
 pub mod tokens;
 pub mod users;
 

@@ -4,6 +4,10 @@
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+mod pki;
+#[allow(unused_imports, reason = "each test file uses a different subset")]
+pub use pki::*;
+
 use cardhsm_proto::v1 as pb;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -171,4 +175,35 @@ impl Run {
         assert!(first.starts_with(&format!("error: {prefix}")), "expected `error: {prefix}…`:\n{self:#?}");
         first
     }
+}
+
+// ---- openssl, for the tests that cross-check with it -----------------------------------------
+
+/// Runs `openssl <args>` in `dir`; returns (success, stdout + stderr).
+pub fn openssl_try(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running openssl (Debian package openssl)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Runs `openssl <args>` in `dir`; panics with its output when it fails. Returns the output.
+#[track_caller]
+pub fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let (ok, text) = openssl_try(dir, args);
+    assert!(ok, "openssl {} failed:\n{text}", args.join(" "));
+    text
+}
+
+/// A fingerprint as `openssl x509 -noout -fingerprint -<digest>` prints it
+/// (`SHA1 Fingerprint=AB:CD:…`), in the API's form: lower-case hex without separators.
+#[track_caller]
+pub fn openssl_fingerprint(dir: &std::path::Path, cert: &str, digest: &str) -> String {
+    let out = openssl(dir, &["x509", "-in", cert, "-noout", "-fingerprint", &format!("-{digest}")]);
+    let (_, hex) = out.trim().split_once('=').unwrap_or_else(|| panic!("no fingerprint in {out:?}"));
+    hex.replace(':', "").to_ascii_lowercase()
 }

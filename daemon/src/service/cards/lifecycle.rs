@@ -1,6 +1,9 @@
-//! The card lifecycle in one place: which action is allowed from which state, and where it
-//! leads. Pure logic; the card service applies it inside the store transaction.
+//! The card lifecycle in one place: which action is allowed from which state, where it
+//! leads, and what it does to the card's certificates (RFC 5280 reasons). Pure logic; the card
+//! service applies it inside the store transaction.
 
+use super::RevokeReason;
+use crate::pki::RevocationReason;
 use crate::store::cards::CardState;
 
 /// Something done to a card.
@@ -78,6 +81,33 @@ fn next(from: CardState, action: CardAction) -> Option<CardState> {
     }
 }
 
+/// The RFC 5280 reason a card's certificates are revoked with when the card is revoked for
+/// `reason` (README, "Card certificates", has this table).
+pub fn certificate_reason(reason: RevokeReason) -> RevocationReason {
+    match reason {
+        RevokeReason::None => RevocationReason::Unspecified,
+        // The card no longer works or is out of service: the key is not suspected.
+        RevokeReason::Broken | RevokeReason::Expired => RevocationReason::CessationOfOperation,
+        // A lost card is out of our hands: treat its keys as compromised.
+        RevokeReason::Lost | RevokeReason::Compromised => RevocationReason::KeyCompromise,
+        RevokeReason::Upgrade => RevocationReason::Superseded,
+        RevokeReason::Withdraw => RevocationReason::PrivilegeWithdrawn,
+        RevokeReason::UserRemoved => RevocationReason::AffiliationChanged,
+    }
+}
+
+/// What a card action does to the card's certificates: `None` leaves them alone.
+/// Disable suspends them (certificateHold), Enable lifts the hold (removeFromCRL), Revoke
+/// revokes them with the mapped reason.
+pub fn certificate_transition(action: CardAction, reason: Option<RevokeReason>) -> Option<RevocationReason> {
+    match action {
+        CardAction::Disable => Some(RevocationReason::CertificateHold),
+        CardAction::Enable => Some(RevocationReason::RemoveFromCrl),
+        CardAction::Revoke => Some(certificate_reason(reason.unwrap_or(RevokeReason::None))),
+        CardAction::BeginIssue | CardAction::CompleteIssue | CardAction::PreUpdate => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +148,29 @@ mod tests {
             assert!(msg.contains(from.as_str()), "{msg}");
             assert!(msg.contains("PreUpdateCard needs the card to be ACTIVE"), "{msg}");
         }
+    }
+
+    #[test]
+    fn card_reasons_map_to_rfc5280_reasons() {
+        use RevocationReason as R;
+        use RevokeReason as C;
+        let table = [
+            (C::None, R::Unspecified),
+            (C::Broken, R::CessationOfOperation),
+            (C::Lost, R::KeyCompromise),
+            (C::Upgrade, R::Superseded),
+            (C::Expired, R::CessationOfOperation),
+            (C::Withdraw, R::PrivilegeWithdrawn),
+            (C::UserRemoved, R::AffiliationChanged),
+            (C::Compromised, R::KeyCompromise),
+        ];
+        for (card, rfc) in table {
+            assert_eq!(certificate_reason(card), rfc, "{card:?}");
+            assert_eq!(certificate_transition(A::Revoke, Some(card)), Some(rfc));
+        }
+        assert_eq!(certificate_transition(A::Disable, None), Some(R::CertificateHold));
+        assert_eq!(certificate_transition(A::Enable, None), Some(R::RemoveFromCrl));
+        assert_eq!(certificate_transition(A::PreUpdate, None), None);
     }
 
     #[test]

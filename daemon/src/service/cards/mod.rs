@@ -5,13 +5,20 @@
 
 pub mod lifecycle;
 
+use super::issuance::{IssuanceService, record_issued};
 use super::{Principal, ServiceError, paging, validate};
-use crate::store::cards::{self as card_store, CardKeyRecord, CardRecord};
+use crate::pki::{self, RevocationReason};
+use crate::store::cards::{
+    self as card_store, CardCertificate, CardCertificateLink, CardKeyRecord, CardRecord,
+};
+use crate::store::certificates::CertificateRecord;
+use crate::store::token_certificates::{self as token_cert_store, CertificateSource, TokenCertificateRecord};
 use crate::store::{self, Store, audit};
-use crate::token::{KeyPairRequest, TokenManager, TokenSlotInfo};
+use crate::token::{CertificateObject, KeyPairRequest, TokenManager, TokenSlotInfo};
 use hsm_config::{CardPolicy, TokenRole};
-use lifecycle::{CardAction, transition};
+use lifecycle::{CardAction, certificate_transition, transition};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,6 +87,10 @@ pub struct Registration {
 pub struct CardService {
     store: Store,
     tokens: TokenManager,
+    /// Signs card certificates and revokes / holds them with the card.
+    issuance: Arc<IssuanceService>,
+    /// `cards.authority`: the authority (by name) of card certificates.
+    authority: Option<String>,
     policies: Vec<CardPolicy>,
     default_policy: String,
     presence: Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
@@ -87,15 +98,35 @@ pub struct CardService {
 }
 
 impl CardService {
-    pub fn new(config: &hsm_config::Config, store: Store, tokens: TokenManager) -> Self {
-        CardService {
+    /// Fails when a card policy names a certificate profile that does not exist.
+    pub fn new(
+        config: &hsm_config::Config,
+        store: Store,
+        tokens: TokenManager,
+        issuance: Arc<IssuanceService>,
+    ) -> Result<Self, ServiceError> {
+        for p in config.card_policies() {
+            for k in &p.keys {
+                if let Some(profile) = &k.certificate_profile {
+                    issuance.profile(profile).map_err(|_| {
+                        ServiceError::Internal(format!(
+                            "card policy {:?}, key {:?}: certificate_profile {profile:?} is not an issuance profile",
+                            p.name, k.label
+                        ))
+                    })?;
+                }
+            }
+        }
+        Ok(CardService {
             store,
             tokens,
+            issuance,
+            authority: config.cards.authority.clone(),
             policies: config.card_policies(),
             default_policy: config.cards.default_policy.clone(),
             presence: Mutex::new(None),
             issuing: Mutex::new(HashSet::new()),
-        }
+        })
     }
 
     /// One owner's cards. A USER may list only their own.
@@ -200,10 +231,24 @@ impl CardService {
     }
 
     /// Generates the card's key pairs on its token according to its policy (or the pending
-    /// policy of a PreUpdate): ASSIGNED / PENDING_UPDATE → PENDING_ISSUE → ACTIVE.
+    /// policy of a PreUpdate), and for each key the policy gives a certificate profile, has
+    /// `cards.authority` certify it and writes the certificate onto the card next to the key
+    /// (same CKA_ID): ASSIGNED / PENDING_UPDATE → PENDING_ISSUE → ACTIVE.
+    ///
+    /// Crash safety: the card is PENDING_ISSUE before the token is touched; key ids derive
+    /// from (card, label, generation), so a resumed issuance removes what an interrupted one
+    /// left; every certificate is recorded (linked to the card as PENDING) before it is
+    /// written to the card, and the final transaction revokes (superseded) every linked
+    /// certificate that is not the card's new one — an earlier issuance's, or an interrupted
+    /// one's — so no certificate is ever valid without the CA knowing which card holds it.
     pub async fn issue(&self, actor: &Principal, id: &str) -> Result<Card, ServiceError> {
         let id = validate::id("id", id)?;
         let _guard = IssueGuard::take(&self.issuing, &id)?;
+        // Before anything changes: a policy with certificates needs its authority.
+        let current = self.load(&id).await?;
+        let wanted = self.policy("policy", current.pending_policy.as_deref().unwrap_or(&current.policy))?;
+        self.card_authority(&wanted).await?;
+
         // Step 1: PENDING_ISSUE, durably, before touching the token.
         let who = actor.username.clone();
         let card_id = id.clone();
@@ -237,17 +282,21 @@ impl CardService {
             .await?;
         let policy_name = started.pending_policy.clone().unwrap_or_else(|| started.policy.clone());
         let policy = self.policy("policy", &policy_name)?;
+        let authority = self.card_authority(&policy).await?;
+        let serial = started.token_serial.clone();
 
         // Step 2: keys on the token. Ids derive from (card, label, generation), so a resumed
         // issuance first removes what an interrupted one may have left, then regenerates.
         let mut keys = Vec::with_capacity(policy.keys.len());
+        let mut signed: Vec<(String, CertificateRecord, pki::ParsedCertificate)> = Vec::new();
         for spec in &policy.keys {
             let key_id = derive_key_id(&started.id, &spec.label, started.issue_generation);
-            self.tokens.delete_key_pair(&started.token_serial, key_id.clone()).await?;
+            self.tokens.delete_certificates(&serial, key_id.clone()).await?;
+            self.tokens.delete_key_pair(&serial, key_id.clone()).await?;
             let generated = self
                 .tokens
                 .generate_key_pair(
-                    &started.token_serial,
+                    &serial,
                     KeyPairRequest {
                         label: spec.label.clone(),
                         id: key_id,
@@ -256,24 +305,118 @@ impl CardService {
                     },
                 )
                 .await?;
+            // Step 2a: the key's certificate, signed in the HSM (verified) but not yet recorded.
+            if let (Some(profile), Some(authority)) = (&spec.certificate_profile, &authority) {
+                let params = HashMap::from([("commonName".to_owned(), started.owner.clone())]);
+                let rec = self
+                    .issuance
+                    .sign_for_key(authority, profile, &params, generated.public_key_der.clone())
+                    .await?;
+                let parsed = pki::parse_certificate(&rec.certificate_der)
+                    .map_err(|e| ServiceError::Internal(format!("re-reading a card certificate: {e}")))?;
+                signed.push((spec.label.clone(), rec, parsed));
+            }
             keys.push(CardKeyRecord {
                 label: generated.label,
                 key_id: generated.id,
                 algorithm: generated.algorithm.as_str().to_owned(),
                 public_key_der: generated.public_key_der,
                 created_at: store::now(),
+                certificate: None,
             });
         }
 
-        // Step 3: ACTIVE with the new keys recorded, unless the card changed meanwhile.
+        // Step 2b: record the certificates (linked to the card as PENDING) before any of them
+        // leaves the daemon — unless the card changed meanwhile (revoked).
+        if !signed.is_empty() {
+            let who = actor.username.clone();
+            let card_id = started.id.clone();
+            let generation = started.issue_generation;
+            let records: Vec<(CertificateRecord, CardCertificateLink)> = signed
+                .iter()
+                .map(|(label, rec, parsed)| {
+                    let link = CardCertificateLink {
+                        label: label.clone(),
+                        certificate_id: rec.id.clone(),
+                        fingerprint: parsed.sha1_fingerprint.clone(),
+                    };
+                    (rec.clone(), link)
+                })
+                .collect();
+            self.store
+                .write(move |tx| {
+                    let card = card_store::get(tx, &card_id)?
+                        .ok_or_else(|| ServiceError::NotFound(format!("no card with id {card_id}")))?;
+                    if card.state != CardState::PendingIssue || card.issue_generation != generation {
+                        return Err(ServiceError::FailedPrecondition(format!(
+                            "card {card_id} changed while its keys were generated"
+                        )));
+                    }
+                    for (rec, _) in &records {
+                        record_issued(tx, &who, rec, "card")?;
+                    }
+                    let links: Vec<CardCertificateLink> = records.into_iter().map(|(_, l)| l).collect();
+                    card_store::add_pending_certificates(tx, &card_id, &links, store::now())?;
+                    Ok(())
+                })
+                .await?;
+        }
+
+        // Step 2c: the certificates onto the card, each next to its key (same CKA_ID).
+        for (label, _, parsed) in &signed {
+            let key = keys.iter().find(|k| &k.label == label).ok_or_else(|| {
+                ServiceError::Internal(format!("certificate for key {label:?} that was not generated"))
+            })?;
+            self.tokens
+                .create_certificate(
+                    &serial,
+                    CertificateObject {
+                        id: key.key_id.clone(),
+                        label: label.clone(),
+                        value: parsed.der.clone(),
+                        subject: parsed.subject_der.clone(),
+                        issuer: parsed.issuer_der.clone(),
+                        serial_number: parsed.serial_der.clone(),
+                    },
+                )
+                .await?;
+        }
+        for key in &mut keys {
+            if let Some((_, rec, parsed)) = signed.iter().find(|(l, _, _)| *l == key.label) {
+                key.certificate = Some(CardCertificate {
+                    certificate_id: rec.id.clone(),
+                    fingerprint: parsed.sha1_fingerprint.clone(),
+                    serial: rec.serial.clone(),
+                    status: rec.status.as_str().to_owned(),
+                    not_after: rec.not_after,
+                    certificate_der: rec.certificate_der.clone(),
+                });
+            }
+        }
+
+        // Step 3: ACTIVE with the new keys and certificates, unless the card changed
+        // meanwhile; every other certificate linked to the card is revoked (superseded) in the
+        // same transaction.
+        let card_id = started.id.clone();
+        let previous: Vec<CardCertificateLink> = self
+            .store
+            .read(move |c| card_store::certificate_links(c, &card_id).map_err(ServiceError::from))
+            .await?
+            .into_iter()
+            .map(|(link, _)| link)
+            .filter(|l| !signed.iter().any(|(_, rec, _)| rec.id == l.certificate_id))
+            .collect();
         let who = actor.username.clone();
         let generation = started.issue_generation;
         let new_keys = keys.clone();
         let applied = policy.name.clone();
         let card_id = started.id.clone();
+        let token_serial = serial.clone();
+        let superseded: Vec<String> = previous.iter().map(|l| l.certificate_id.clone()).collect();
+        let old_fingerprints: Vec<String> = previous.iter().map(|l| l.fingerprint.clone()).collect();
         let finished = self
-            .store
-            .write(move |tx| {
+            .issuance
+            .transition_with(actor, superseded, RevocationReason::Superseded, move |tx| {
                 let mut card = card_store::get(tx, &card_id)?
                     .ok_or_else(|| ServiceError::NotFound(format!("no card with id {card_id}")))?;
                 if card.issue_generation != generation {
@@ -290,6 +433,32 @@ impl CardService {
                 card.updated_at = store::now();
                 card_store::update(tx, &card)?;
                 card_store::replace_keys(tx, &card.id, &new_keys)?;
+                let current: Vec<String> = new_keys
+                    .iter()
+                    .filter_map(|k| k.certificate.as_ref().map(|c| c.certificate_id.clone()))
+                    .collect();
+                card_store::set_current_certificates(tx, &card.id, &current)?;
+                for fingerprint in &old_fingerprints {
+                    token_cert_store::delete(tx, &token_serial, fingerprint)?;
+                }
+                for k in &new_keys {
+                    if let Some(c) = &k.certificate {
+                        token_cert_store::put(
+                            tx,
+                            &TokenCertificateRecord {
+                                token_serial: token_serial.clone(),
+                                fingerprint: c.fingerprint.clone(),
+                                object_id: k.key_id.clone(),
+                                source: CertificateSource::Card,
+                                // Its lifecycle is the card's: the certificate store must not
+                                // delete it behind the card's back.
+                                protected: true,
+                                system_use_only: false,
+                                created_at: store::now(),
+                            },
+                        )?;
+                    }
+                }
                 audit::append(
                     tx,
                     audit::AuditEntry {
@@ -301,6 +470,7 @@ impl CardService {
                             "policy": applied,
                             "generation": generation,
                             "keys": new_keys.iter().map(|k| k.label.as_str()).collect::<Vec<_>>(),
+                            "certificates": current,
                         })
                         .to_string(),
                     },
@@ -310,37 +480,69 @@ impl CardService {
             })
             .await;
         let (card, old_keys) = match finished {
-            Ok(done) => done,
+            Ok((_, done)) => done,
             Err(e) => {
-                // The card was revoked (or changed) under us: take back the keys just made.
+                // The card was revoked (or changed) under us: take back what was just made.
                 for k in &keys {
-                    if let Err(del) =
-                        self.tokens.delete_key_pair(&started.token_serial, k.key_id.clone()).await
-                    {
+                    let removed = match self.tokens.delete_certificates(&serial, k.key_id.clone()).await {
+                        Ok(_) => self.tokens.delete_key_pair(&serial, k.key_id.clone()).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(del) = removed {
                         tracing::warn!(card = %started.id, error = %del, "could not remove keys of an abandoned issuance");
                     }
                 }
                 return Err(e);
             }
         };
-        // Step 4: the superseded keys of an earlier issuance leave the card. Best effort: the
-        // card is already ACTIVE with its new keys, and a failure here is only logged.
+        // Step 4: the superseded keys (and their certificate objects) of an earlier issuance
+        // leave the card. Best effort: the card is already ACTIVE with its new keys, and the
+        // old certificates are revoked; a failure here is only logged.
         for old in old_keys.iter().filter(|o| !card.keys.iter().any(|k| k.key_id == o.key_id)) {
-            if let Err(e) = self.tokens.delete_key_pair(&card.token_serial, old.key_id.clone()).await {
+            let removed = match self.tokens.delete_certificates(&card.token_serial, old.key_id.clone()).await
+            {
+                Ok(_) => {
+                    self.tokens.delete_key_pair(&card.token_serial, old.key_id.clone()).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
                 tracing::warn!(card = %card.id, key = %old.label, error = %e, "could not delete a superseded key");
             }
         }
         Ok(card)
     }
 
+    /// The authority that certifies the policy's keys: None when no key asks for a
+    /// certificate; FAILED_PRECONDITION when one does and `cards.authority` is unset.
+    async fn card_authority(&self, policy: &CardPolicy) -> Result<Option<String>, ServiceError> {
+        if !policy.keys.iter().any(|k| k.certificate_profile.is_some()) {
+            return Ok(None);
+        }
+        match &self.authority {
+            Some(name) => {
+                self.issuance.check_card_authority(name).await?;
+                Ok(Some(name.clone()))
+            }
+            None => Err(ServiceError::FailedPrecondition(format!(
+                "card policy {:?} issues certificates, but no authority is configured for cards (set cards.authority)",
+                policy.name
+            ))),
+        }
+    }
+
+    /// ACTIVE → DISABLED; the card's valid certificates go on hold (certificateHold).
     pub async fn disable(&self, actor: &Principal, id: &str, comment: &str) -> Result<Card, ServiceError> {
-        self.change(actor, id, CardAction::Disable, comment, |_| Ok(())).await
+        self.change(actor, id, CardAction::Disable, None, comment, |_| Ok(())).await
     }
 
+    /// DISABLED → ACTIVE; the hold on the card's certificates is lifted (removeFromCRL).
     pub async fn enable(&self, actor: &Principal, id: &str, comment: &str) -> Result<Card, ServiceError> {
-        self.change(actor, id, CardAction::Enable, comment, |_| Ok(())).await
+        self.change(actor, id, CardAction::Enable, None, comment, |_| Ok(())).await
     }
 
+    /// Any state but REVOKED → REVOKED; the card's certificates are revoked with the RFC 5280
+    /// reason mapped from `reason_code` ([`lifecycle::certificate_reason`]).
     pub async fn revoke(
         &self,
         actor: &Principal,
@@ -351,7 +553,7 @@ impl CardService {
         let reason = RevokeReason::from_code(reason_code).ok_or_else(|| {
             ServiceError::invalid("reason", format!("{reason_code} is not a revoke reason (0 to 7)"))
         })?;
-        self.change(actor, id, CardAction::Revoke, comment, move |card| {
+        self.change(actor, id, CardAction::Revoke, Some(reason), comment, move |card| {
             card.revoke_reason = Some(reason as i32);
             card.pending_policy = None;
             Ok(())
@@ -360,14 +562,69 @@ impl CardService {
     }
 
     /// Marks an ACTIVE card for update to `policy` ("" = its current policy): PENDING_UPDATE.
+    /// The certificates the new policy no longer gives (a key it drops, or a key whose
+    /// profile it changes or removes) are revoked (superseded) and deleted from the card;
+    /// the rest stay until the card is issued again.
     pub async fn pre_update(&self, actor: &Principal, id: &str, policy: &str) -> Result<Card, ServiceError> {
         let new_policy =
             if policy.trim().is_empty() { None } else { Some(self.policy("policy", policy)?.name) };
-        self.change(actor, id, CardAction::PreUpdate, "", move |card| {
-            card.pending_policy = Some(new_policy.clone().unwrap_or_else(|| card.policy.clone()));
-            Ok(())
-        })
-        .await
+        let id = validate::id("id", id)?;
+        let card = self.load(&id).await?;
+        transition(card.state, CardAction::PreUpdate)
+            .map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
+        let target = self.policy("policy", new_policy.as_deref().unwrap_or(&card.policy))?;
+        // Keys whose certificate the target policy does not allow.
+        let dropped: Vec<(CardKeyRecord, CardCertificate)> = card
+            .keys
+            .iter()
+            .filter_map(|k| {
+                let cert = k.certificate.clone()?;
+                let current_profile = self.policy_key_profile(&card.policy, &k.label);
+                let allowed = target.keys.iter().any(|t| {
+                    t.label == k.label
+                        && t.certificate_profile.is_some()
+                        && t.certificate_profile == current_profile
+                });
+                (!allowed).then(|| (k.clone(), cert))
+            })
+            .collect();
+        let ids: Vec<String> = dropped.iter().map(|(_, c)| c.certificate_id.clone()).collect();
+        let serial = card.token_serial.clone();
+        let unlinked = dropped.clone();
+        let updated = self
+            .change_with(
+                actor,
+                &id,
+                CardAction::PreUpdate,
+                "",
+                Some((ids, RevocationReason::Superseded)),
+                move |tx, card| {
+                    card.pending_policy = Some(new_policy.clone().unwrap_or_else(|| card.policy.clone()));
+                    for (_, cert) in &unlinked {
+                        card_store::unlink_certificate(tx, &card.id, &cert.certificate_id)?;
+                        token_cert_store::delete(tx, &card.token_serial, &cert.fingerprint)?;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        // After the commit: the revoked certificates leave the card. Best effort (they are
+        // revoked whatever happens here); the keys stay until the card is issued again.
+        for (key, _) in &dropped {
+            if let Err(e) = self.tokens.delete_certificates(&serial, key.key_id.clone()).await {
+                tracing::warn!(card = %updated.id, key = %key.label, error = %e, "could not delete a certificate the new policy drops");
+            }
+        }
+        Ok(updated)
+    }
+
+    /// The certificate profile `policy` gives key `label` (None for an unknown policy or key).
+    fn policy_key_profile(&self, policy: &str, label: &str) -> Option<String> {
+        self.policies
+            .iter()
+            .find(|p| p.name == policy)
+            .and_then(|p| p.keys.iter().find(|k| k.label == label))
+            .and_then(|k| k.certificate_profile.clone())
     }
 
     /// Every slot and token the daemon sees, with the card bound to each.
@@ -406,13 +663,15 @@ impl CardService {
         set
     }
 
-    /// A state change that touches only the store: check the transition, apply `edit`,
-    /// write the card and its audit record in one transaction.
+    /// A state change: check the transition, apply `edit`, write the card and its audit
+    /// record — and move the card's certificates as the action implies (hold, release,
+    /// revoke; [`lifecycle::certificate_transition`]) — in one transaction.
     async fn change<F>(
         &self,
         actor: &Principal,
         id: &str,
         action: CardAction,
+        reason: Option<RevokeReason>,
         comment: &str,
         edit: F,
     ) -> Result<Card, ServiceError>
@@ -420,41 +679,76 @@ impl CardService {
         F: FnOnce(&mut CardRecord) -> Result<(), ServiceError> + Send + 'static,
     {
         let id = validate::id("id", id)?;
+        // Checked before any CRL is signed; checked again inside the transaction.
+        let card = self.load(&id).await?;
+        transition(card.state, action).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
+        let certificates = certificate_transition(action, reason).map(|rfc| {
+            let ids: Vec<String> = card
+                .keys
+                .iter()
+                .filter_map(|k| k.certificate.as_ref().map(|c| c.certificate_id.clone()))
+                .collect();
+            (ids, rfc)
+        });
+        self.change_with(actor, &id, action, comment, certificates, move |_, card| edit(card)).await
+    }
+
+    /// The transaction of [`change`](Self::change): `certificates` (ids and reason) move in
+    /// the same transaction as the card, through the issuance service (which signs the CRL).
+    async fn change_with<F>(
+        &self,
+        actor: &Principal,
+        id: &str,
+        action: CardAction,
+        comment: &str,
+        certificates: Option<(Vec<String>, RevocationReason)>,
+        edit: F,
+    ) -> Result<Card, ServiceError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>, &mut CardRecord) -> Result<(), ServiceError> + Send + 'static,
+    {
+        let id = validate::id("id", id)?;
         let comment = validate::text("comment", comment, 1024)?;
         let who = actor.username.clone();
-        self.store
-            .write(move |tx| {
-                let mut card = card_store::get(tx, &id)?
-                    .ok_or_else(|| ServiceError::NotFound(format!("no card with id {id}")))?;
-                let from = card.state;
-                card.state =
-                    transition(from, action).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
-                edit(&mut card)?;
-                card.updated_at = store::now();
-                card_store::update(tx, &card)?;
-                let mut detail = serde_json::json!({ "from": from.as_str(), "to": card.state.as_str() });
-                if !comment.is_empty() {
-                    detail["comment"] = comment.into();
-                }
-                if let Some(reason) = card.revoke_reason.and_then(RevokeReason::from_code) {
-                    detail["reason"] = reason.name().into();
-                }
-                if let Some(p) = &card.pending_policy {
-                    detail["pending_policy"] = p.clone().into();
-                }
-                audit::append(
-                    tx,
-                    audit::AuditEntry {
-                        actor: &who,
-                        action: audit_action(action),
-                        target_type: "card",
-                        target_id: &card.id,
-                        detail: detail.to_string(),
-                    },
-                )?;
-                Ok(card)
-            })
-            .await
+        let in_tx = move |tx: &rusqlite::Transaction<'_>| {
+            let mut card = card_store::get(tx, &id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no card with id {id}")))?;
+            let from = card.state;
+            card.state =
+                transition(from, action).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
+            edit(tx, &mut card)?;
+            card.updated_at = store::now();
+            card_store::update(tx, &card)?;
+            let mut detail = serde_json::json!({ "from": from.as_str(), "to": card.state.as_str() });
+            if !comment.is_empty() {
+                detail["comment"] = comment.into();
+            }
+            if let Some(reason) = card.revoke_reason.and_then(RevokeReason::from_code) {
+                detail["reason"] = reason.name().into();
+            }
+            if let Some(p) = &card.pending_policy {
+                detail["pending_policy"] = p.clone().into();
+            }
+            audit::append(
+                tx,
+                audit::AuditEntry {
+                    actor: &who,
+                    action: audit_action(action),
+                    target_type: "card",
+                    target_id: &card.id,
+                    detail: detail.to_string(),
+                },
+            )?;
+            Ok(card)
+        };
+        match certificates {
+            Some((ids, reason)) if !ids.is_empty() => {
+                let (_, card) = self.issuance.transition_with(actor, ids, reason, in_tx).await?;
+                // Reload: the certificate states in the card view changed in the same commit.
+                self.load(&card.id).await
+            }
+            _ => self.store.write(in_tx).await,
+        }
     }
 
     async fn load(&self, id: &str) -> Result<Card, ServiceError> {

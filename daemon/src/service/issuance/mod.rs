@@ -27,7 +27,6 @@ pub use crate::store::authorities::{AuthorityKind as Kind, CrlRecord};
 pub use crate::store::certificates::{CertStatus as Status, CertificateRecord as Certificate};
 
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
-/// The largest CSR we read (a 4096-bit RSA request with extensions is under 4 KiB).
 /// How often a fresh serial is tried when the store reports a repeat (2^-127 odds each).
 const SERIAL_ATTEMPTS: usize = 3;
 
@@ -589,17 +588,7 @@ impl IssuanceService {
                 format!("profile {} issues only from authority {bound:?}", profile.id),
             ));
         }
-        let ca_cert = self.usable(&authority, "authority_id")?;
-        let signer = self.signer(&authority)?;
-        let now = SystemTime::now();
-        // A certificate never outlives its issuer.
-        let not_after = (now + YEAR * years).min(ca_cert.not_after);
-        if not_after <= now {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "authority {} has expired",
-                authority.name
-            )));
-        }
+        let (ca_cert, signer, now, not_after) = self.prepare(&authority, years, "authority_id")?;
         // Only now, with the request accepted, is a key generated (RSA can take seconds: off
         // the executor). It lives in zeroizing buffers and is dropped at the end of this call.
         let (public_key_der, generated) = match source {
@@ -615,21 +604,7 @@ impl IssuanceService {
         // The chain goes into the PKCS#12, which is built before the store write so that a
         // failure there leaves nothing recorded.
         let chain = self.view(authority.clone()).await?.chain;
-        let mut template = CertificateTemplate {
-            serial: CertSerial::random(),
-            issuer: ca_cert.subject.clone(),
-            subject: resolved.subject.clone(),
-            subject_public_key_der: public_key_der,
-            not_before: now,
-            not_after,
-            is_ca: false,
-            path_len: None,
-            key_usage: profile.key_usage.clone(),
-            extended_key_usage: profile.extended_key_usage.clone(),
-            subject_alt_names: resolved.subject_alt_names.clone(),
-            authority_key_id: ca_cert.subject_key_id.clone(),
-            crl_distribution_point: None,
-        };
+        let mut template = leaf_template(&ca_cert, profile, &resolved, public_key_der, now, not_after);
         let mut attempt = 0;
         let (record, pkcs12) = loop {
             attempt += 1;
@@ -660,31 +635,7 @@ impl IssuanceService {
             let who = actor.username.clone();
             let rec = record.clone();
             let key_origin = if generated.is_some() { "generated" } else { "csr" };
-            let written = self
-                .store
-                .write(move |tx| {
-                    cert_store::insert(tx, &rec)?;
-                    authority_store::count_issued(tx, &rec.authority_id)?;
-                    audit::append(
-                        tx,
-                        audit::AuditEntry {
-                            actor: &who,
-                            action: "certificate.issue",
-                            target_type: "certificate",
-                            target_id: &rec.id,
-                            detail: serde_json::json!({
-                                "authority_id": rec.authority_id,
-                                "profile_id": rec.profile_id,
-                                "serial": rec.serial,
-                                "subject": rec.subject_dn,
-                                "key": key_origin,
-                            })
-                            .to_string(),
-                        },
-                    )?;
-                    Ok::<_, StoreError>(())
-                })
-                .await;
+            let written = self.store.write(move |tx| record_issued(tx, &who, &rec, key_origin)).await;
             match written {
                 Ok(()) => break (record, pkcs12),
                 // The serial repeated one of this authority's: sign again with a fresh one.
@@ -696,6 +647,99 @@ impl IssuanceService {
             }
         };
         Ok(Issued { record, chain, pkcs12 })
+    }
+
+    /// The checks every issuance makes of its authority, and what signing needs: the CA
+    /// certificate, the signer, now, and the end of validity (never past the issuer's).
+    fn prepare(
+        &self,
+        authority: &AuthorityRecord,
+        years: u32,
+        field: &str,
+    ) -> Result<(pki::ParsedCertificate, TokenSigner, SystemTime, SystemTime), ServiceError> {
+        let ca_cert = self.usable(authority, field)?;
+        let signer = self.signer(authority)?;
+        let now = SystemTime::now();
+        let not_after = (now + YEAR * years).min(ca_cert.not_after);
+        if not_after <= now {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "authority {} has expired",
+                authority.name
+            )));
+        }
+        Ok((ca_cert, signer, now, not_after))
+    }
+
+    /// The authority `cards.authority` names, or FAILED_PRECONDITION saying what to fix.
+    async fn authority_named(&self, name: &str) -> Result<AuthorityRecord, ServiceError> {
+        let key = name.to_owned();
+        self.store
+            .read(move |c| authority_store::by_name(c, &key).map_err(ServiceError::from))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!(
+                    "no certificate authority named {name:?} (cards.authority); create it first"
+                ))
+            })
+    }
+
+    /// Checks that the authority named `name` exists and can issue now (enabled, certified,
+    /// not expired), so that a card issuance is refused before it changes anything.
+    pub async fn check_card_authority(&self, name: &str) -> Result<(), ServiceError> {
+        let authority = self.authority_named(name).await?;
+        self.prepare(&authority, 1, "authority").map(|_| ())
+    }
+
+    /// Signs (in the HSM, verified) a certificate for a key that already lives on a token — a
+    /// card key — from the authority named `authority_name` under `profile_id`. The record is
+    /// returned unsaved: the caller commits it with [`record_issued`] in the same transaction
+    /// as its own state change, so a crash never leaves a certificate the card does not know.
+    pub async fn sign_for_key(
+        &self,
+        authority_name: &str,
+        profile_id: &str,
+        params: &HashMap<String, String>,
+        public_key_der: Vec<u8>,
+    ) -> Result<CertificateRecord, ServiceError> {
+        let profile = self.profile(profile_id)?;
+        let kind = pki::public_key_kind(&public_key_der).map_err(pki_internal)?;
+        if !profile.key_algorithms.iter().any(|a| *a == kind.to_string()) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "profile {} does not accept {kind} keys (accepts {})",
+                profile.id,
+                profile.key_algorithms.join(", ")
+            )));
+        }
+        let resolved = profile.resolve(params, &pki::Name::default())?;
+        let authority = self.authority_named(authority_name).await?;
+        if let Some(bound) = &profile.authority_name
+            && !bound.eq_ignore_ascii_case(&authority.name)
+        {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "profile {} issues only from authority {bound:?}, not {:?}",
+                profile.id, authority.name
+            )));
+        }
+        let (ca_cert, signer, now, not_after) =
+            self.prepare(&authority, profile.validity_years, "authority")?;
+        let template = leaf_template(&ca_cert, profile, &resolved, public_key_der, now, not_after);
+        let der = pki::build_certificate(&signer, &template).await.map_err(pki_internal)?;
+        Ok(CertificateRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            authority_id: authority.id.clone(),
+            profile_id: profile.id.clone(),
+            serial: template.serial.to_hex(),
+            common_name: resolved.common_name,
+            subject_dn: resolved.subject_dn,
+            certificate_der: der,
+            status: CertStatus::Valid,
+            revocation_reason: None,
+            revoked_at: None,
+            not_before: unix(now),
+            not_after: unix(not_after),
+            created_at: store::now(),
+            updated_at: store::now(),
+        })
     }
 
     // ---- finding -----------------------------------------------------------------------
@@ -832,4 +876,60 @@ fn chain_in(all: &[AuthorityRecord], a: &AuthorityRecord) -> Vec<Vec<u8>> {
         cur = x.parent_id.as_ref().and_then(|p| all.iter().find(|y| &y.id == p));
     }
     chain
+}
+
+/// The end-entity certificate a profile makes for `public_key_der`, with a fresh serial.
+fn leaf_template(
+    ca_cert: &pki::ParsedCertificate,
+    profile: &Profile,
+    resolved: &profiles::Resolved,
+    public_key_der: Vec<u8>,
+    now: SystemTime,
+    not_after: SystemTime,
+) -> CertificateTemplate {
+    CertificateTemplate {
+        serial: CertSerial::random(),
+        issuer: ca_cert.subject.clone(),
+        subject: resolved.subject.clone(),
+        subject_public_key_der: public_key_der,
+        not_before: now,
+        not_after,
+        is_ca: false,
+        path_len: None,
+        key_usage: profile.key_usage.clone(),
+        extended_key_usage: profile.extended_key_usage.clone(),
+        subject_alt_names: resolved.subject_alt_names.clone(),
+        authority_key_id: ca_cert.subject_key_id.clone(),
+        crl_distribution_point: None,
+    }
+}
+
+/// Records an issued certificate, counts it against its authority and audits it, inside the
+/// caller's transaction. `key_origin` says where the key came from (csr, generated, card).
+pub fn record_issued(
+    tx: &rusqlite::Transaction<'_>,
+    actor: &str,
+    rec: &CertificateRecord,
+    key_origin: &str,
+) -> Result<(), StoreError> {
+    cert_store::insert(tx, rec)?;
+    authority_store::count_issued(tx, &rec.authority_id)?;
+    audit::append(
+        tx,
+        audit::AuditEntry {
+            actor,
+            action: "certificate.issue",
+            target_type: "certificate",
+            target_id: &rec.id,
+            detail: serde_json::json!({
+                "authority_id": rec.authority_id,
+                "profile_id": rec.profile_id,
+                "serial": rec.serial,
+                "subject": rec.subject_dn,
+                "key": key_origin,
+            })
+            .to_string(),
+        },
+    )?;
+    Ok(())
 }

@@ -271,7 +271,59 @@ fn builtin(id: &str, name: &str, algorithms: &[&str], server: bool, rsa: bool) -
     })
 }
 
-/// The four built-in profiles a device PKI needs.
+/// A card holder's certificate: the subject is the card owner (a user principal name), with
+/// the organization optional; keys of any algorithm a card policy may generate.
+fn card_profile(
+    id: &str,
+    name: &str,
+    key_usage: Vec<KeyUsage>,
+    extended_key_usage: Vec<ExtendedKeyUsage>,
+) -> Result<Profile, String> {
+    use Scope::*;
+    Ok(Profile {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        key_algorithms: ["EC:P-256", "EC:P-384", "RSA:2048", "RSA:3072", "RSA:4096"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect(),
+        authority_name: None,
+        subject_dn: "CN={commonName},O={organization}".into(),
+        key_usage,
+        extended_key_usage,
+        validity_years: 1,
+        max_validity_years: 3,
+        parameters: vec![
+            Parameter::new(
+                "commonName",
+                "text",
+                true,
+                "alice@example.com",
+                r"[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,127}",
+                "must be the card owner: 1 to 128 of A-Z a-z 0-9 space . _ @ + -",
+                "",
+                "Card owner",
+                vec![Request],
+                false,
+            )?,
+            Parameter::new(
+                "organization",
+                "text",
+                false,
+                "Acme s.r.o.",
+                TEXT_PATTERN,
+                "must be 1 to 64 letters, digits and common punctuation",
+                "",
+                "Organization",
+                vec![Request, Organization],
+                false,
+            )?,
+        ],
+        cn_as_dns_san: false,
+    })
+}
+
+/// The built-in profiles: the four a device PKI needs, and the two of a PIV-style card.
 pub fn builtin_profiles() -> Result<Vec<Profile>, String> {
     const EC: &[&str] = &["EC:P-256", "EC:P-384"];
     const RSA: &[&str] = &["RSA:2048", "RSA:3072", "RSA:4096"];
@@ -280,6 +332,20 @@ pub fn builtin_profiles() -> Result<Vec<Profile>, String> {
         builtin("ecc-server", "ECC Server Certificate", EC, true, false)?,
         builtin("rsa-device", "RSA Device Certificate", RSA, false, true)?,
         builtin("rsa-server", "RSA Server Certificate", RSA, true, true)?,
+        // Logging on with the card: TLS client authentication and Windows smart-card logon.
+        card_profile(
+            "card-authentication",
+            "Card Authentication Certificate",
+            vec![KeyUsage::DigitalSignature],
+            vec![ExtendedKeyUsage::ClientAuth, ExtendedKeyUsage::SmartcardLogon],
+        )?,
+        // Signing documents and mail with the card: non-repudiation (contentCommitment).
+        card_profile(
+            "card-signature",
+            "Card Signature Certificate",
+            vec![KeyUsage::DigitalSignature, KeyUsage::ContentCommitment],
+            vec![ExtendedKeyUsage::EmailProtection],
+        )?,
     ])
 }
 
@@ -538,7 +604,7 @@ mod tests {
     #[test]
     fn builtins_are_consistent() {
         let all = builtin_profiles().expect("builtins");
-        assert_eq!(all.len(), 4);
+        assert_eq!(all.len(), 6);
         for p in &all {
             check_profile(p).expect("consistent");
         }

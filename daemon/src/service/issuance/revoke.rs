@@ -184,6 +184,52 @@ impl IssuanceService {
         certs: Vec<CertificateRecord>,
         reason: RevocationReason,
     ) -> Result<Vec<CertificateRecord>, ServiceError> {
+        self.apply_with(actor, certs, reason, |_| Ok(())).await.map(|(out, ())| out)
+    }
+
+    /// For the card lifecycle: moves those of the certificates `ids` whose status allows it by
+    /// `reason` (a card disabled puts its VALID certificates on hold and leaves a revoked one
+    /// alone), and runs `extra` — the card's own state change — in the same transaction as
+    /// the certificate states, the CRLs and the audit records. Returns the certificates moved.
+    pub async fn transition_with<T, F>(
+        &self,
+        actor: &Principal,
+        ids: Vec<String>,
+        reason: RevocationReason,
+        extra: F,
+    ) -> Result<(Vec<CertificateRecord>, T), ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ServiceError> + Send + 'static,
+    {
+        let certs = self
+            .store
+            .read(move |c| {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(cert) = cert_store::get(c, id)? {
+                        out.push(cert);
+                    }
+                }
+                Ok::<_, ServiceError>(out)
+            })
+            .await?;
+        let movable = certs.into_iter().filter(|c| next_state(c.status, reason).is_ok()).collect();
+        self.apply_with(actor, movable, reason, extra).await
+    }
+
+    /// [`apply`](Self::apply) with `extra` run first inside the transaction.
+    async fn apply_with<T, F>(
+        &self,
+        actor: &Principal,
+        certs: Vec<CertificateRecord>,
+        reason: RevocationReason,
+        extra: F,
+    ) -> Result<(Vec<CertificateRecord>, T), ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ServiceError> + Send + 'static,
+    {
         let now = store::now();
         let mut changed = Vec::with_capacity(certs.len());
         for c in certs {
@@ -236,6 +282,7 @@ impl IssuanceService {
         let result = self
             .store
             .write(move |tx| {
+                let extra_out = extra(tx)?;
                 for (old, new) in &changed {
                     // The locks keep revocations of one authority apart; anything else that
                     // changed a certificate meanwhile makes this call refuse, not overwrite.
@@ -287,11 +334,11 @@ impl IssuanceService {
                         },
                     )?;
                 }
-                Ok(())
+                Ok(extra_out)
             })
             .await;
         drop(guards);
-        result.map(|()| out)
+        result.map(|extra_out| (out, extra_out))
     }
 
     fn crl_lock(&self, authority_id: &str) -> Result<Arc<tokio::sync::Mutex<()>>, ServiceError> {
