@@ -7,7 +7,9 @@
 //! Layout: `profiles.rs` (profiles, parameter validation, subject templates), `revoke.rs`
 //! (revocation state machine, CRL signing and publication).
 
+mod cache;
 pub mod profiles;
+mod recorder;
 mod revoke;
 
 use super::{Principal, ServiceError, paging, validate};
@@ -109,6 +111,10 @@ pub struct IssuanceService {
     crl_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// `server.max_upload_bytes`: the largest CSR or certificate PEM accepted.
     max_upload_bytes: usize,
+    /// Authorities ready to sign (IssueCertificate, card certificates).
+    authorities: cache::AuthorityCache,
+    /// Group commit of issued certificates.
+    recorder: recorder::Recorder,
 }
 
 /// Unix seconds of a time (0 before the epoch, which no certificate of ours has).
@@ -143,11 +149,13 @@ impl IssuanceService {
         let profiles = profiles::all_profiles(config)
             .map_err(|e| ServiceError::Internal(format!("issuance profiles: {e}")))?;
         Ok(IssuanceService {
+            recorder: recorder::Recorder::new(store.clone()),
             store,
             tokens,
             profiles,
             crl_locks: Mutex::new(HashMap::new()),
             max_upload_bytes: usize::try_from(config.server.max_upload_bytes).unwrap_or(usize::MAX),
+            authorities: cache::AuthorityCache::default(),
         })
     }
 
@@ -359,6 +367,7 @@ impl IssuanceService {
                 }
                 other => other,
             })?;
+        self.authorities.invalidate();
         self.view(rec).await
     }
 
@@ -449,6 +458,7 @@ impl IssuanceService {
                 Ok(())
             })
             .await?;
+        self.authorities.invalidate();
         self.get_authority(&id).await
     }
 
@@ -577,9 +587,11 @@ impl IssuanceService {
             KeySource::Generate { .. } => &no_subject,
         };
         let resolved = profile.resolve(&req.params, csr_subject)?;
-        let authority = self.load_authority(&authority_id).await?.ok_or_else(|| {
-            ServiceError::invalid("authority_id", format!("no authority with id {authority_id}"))
-        })?;
+        let issuing =
+            self.authorities.by_id(&self.store, &self.tokens, &authority_id).await?.ok_or_else(|| {
+                ServiceError::invalid("authority_id", format!("no authority with id {authority_id}"))
+            })?;
+        let authority = &issuing.record;
         if let Some(bound) = &profile.authority_name
             && !bound.eq_ignore_ascii_case(&authority.name)
         {
@@ -588,7 +600,7 @@ impl IssuanceService {
                 format!("profile {} issues only from authority {bound:?}", profile.id),
             ));
         }
-        let (ca_cert, signer, now, not_after) = self.prepare(&authority, years, "authority_id")?;
+        let (ca_cert, signer, now, not_after) = prepare(&issuing, years, "authority_id")?;
         // Only now, with the request accepted, is a key generated (RSA can take seconds: off
         // the executor). It lives in zeroizing buffers and is dropped at the end of this call.
         let (public_key_der, generated) = match source {
@@ -603,12 +615,12 @@ impl IssuanceService {
         };
         // The chain goes into the PKCS#12, which is built before the store write so that a
         // failure there leaves nothing recorded.
-        let chain = self.view(authority.clone()).await?.chain;
-        let mut template = leaf_template(&ca_cert, profile, &resolved, public_key_der, now, not_after);
+        let chain = issuing.chain.clone();
+        let mut template = leaf_template(ca_cert, profile, &resolved, public_key_der, now, not_after);
         let mut attempt = 0;
         let (record, pkcs12) = loop {
             attempt += 1;
-            let der = pki::build_certificate(&signer, &template).await.map_err(|e| pki_error("params", e))?;
+            let der = pki::build_certificate(signer, &template).await.map_err(|e| pki_error("params", e))?;
             let pkcs12 = match &generated {
                 None => None,
                 Some((key, password)) => Some(
@@ -635,7 +647,7 @@ impl IssuanceService {
             let who = actor.username.clone();
             let rec = record.clone();
             let key_origin = if generated.is_some() { "generated" } else { "csr" };
-            let written = self.store.write(move |tx| record_issued(tx, &who, &rec, key_origin)).await;
+            let written = self.recorder.record(&who, rec, key_origin).await;
             match written {
                 Ok(()) => break (record, pkcs12),
                 // The serial repeated one of this authority's: sign again with a fresh one.
@@ -649,45 +661,20 @@ impl IssuanceService {
         Ok(Issued { record, chain, pkcs12 })
     }
 
-    /// The checks every issuance makes of its authority, and what signing needs: the CA
-    /// certificate, the signer, now, and the end of validity (never past the issuer's).
-    fn prepare(
-        &self,
-        authority: &AuthorityRecord,
-        years: u32,
-        field: &str,
-    ) -> Result<(pki::ParsedCertificate, TokenSigner, SystemTime, SystemTime), ServiceError> {
-        let ca_cert = self.usable(authority, field)?;
-        let signer = self.signer(authority)?;
-        let now = SystemTime::now();
-        let not_after = (now + YEAR * years).min(ca_cert.not_after);
-        if not_after <= now {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "authority {} has expired",
-                authority.name
-            )));
-        }
-        Ok((ca_cert, signer, now, not_after))
-    }
-
     /// The authority `cards.authority` names, or FAILED_PRECONDITION saying what to fix.
-    async fn authority_named(&self, name: &str) -> Result<AuthorityRecord, ServiceError> {
-        let key = name.to_owned();
-        self.store
-            .read(move |c| authority_store::by_name(c, &key).map_err(ServiceError::from))
-            .await?
-            .ok_or_else(|| {
-                ServiceError::FailedPrecondition(format!(
-                    "no certificate authority named {name:?} (cards.authority); create it first"
-                ))
-            })
+    async fn authority_named(&self, name: &str) -> Result<Arc<cache::IssuingAuthority>, ServiceError> {
+        self.authorities.by_name(&self.store, &self.tokens, name).await?.ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "no certificate authority named {name:?} (cards.authority); create it first"
+            ))
+        })
     }
 
     /// Checks that the authority named `name` exists and can issue now (enabled, certified,
     /// not expired), so that a card issuance is refused before it changes anything.
     pub async fn check_card_authority(&self, name: &str) -> Result<(), ServiceError> {
         let authority = self.authority_named(name).await?;
-        self.prepare(&authority, 1, "authority").map(|_| ())
+        prepare(&authority, 1, "authority").map(|_| ())
     }
 
     /// Signs (in the HSM, verified) a certificate for a key that already lives on a token — a
@@ -711,7 +698,8 @@ impl IssuanceService {
             )));
         }
         let resolved = profile.resolve(params, &pki::Name::default())?;
-        let authority = self.authority_named(authority_name).await?;
+        let issuing = self.authority_named(authority_name).await?;
+        let authority = &issuing.record;
         if let Some(bound) = &profile.authority_name
             && !bound.eq_ignore_ascii_case(&authority.name)
         {
@@ -720,10 +708,9 @@ impl IssuanceService {
                 profile.id, authority.name
             )));
         }
-        let (ca_cert, signer, now, not_after) =
-            self.prepare(&authority, profile.validity_years, "authority")?;
-        let template = leaf_template(&ca_cert, profile, &resolved, public_key_der, now, not_after);
-        let der = pki::build_certificate(&signer, &template).await.map_err(pki_internal)?;
+        let (ca_cert, signer, now, not_after) = prepare(&issuing, profile.validity_years, "authority")?;
+        let template = leaf_template(ca_cert, profile, &resolved, public_key_der, now, not_after);
+        let der = pki::build_certificate(signer, &template).await.map_err(pki_internal)?;
         Ok(CertificateRecord {
             id: uuid::Uuid::new_v4().to_string(),
             authority_id: authority.id.clone(),
@@ -876,6 +863,31 @@ fn chain_in(all: &[AuthorityRecord], a: &AuthorityRecord) -> Vec<Vec<u8>> {
         cur = x.parent_id.as_ref().and_then(|p| all.iter().find(|y| &y.id == p));
     }
     chain
+}
+
+/// The checks every issuance makes of its authority, and what signing needs: the CA
+/// certificate, the signer, now, and the end of validity (never past the issuer's).
+fn prepare<'a>(
+    issuing: &'a cache::IssuingAuthority,
+    years: u32,
+    field: &str,
+) -> Result<(&'a pki::ParsedCertificate, &'a TokenSigner, SystemTime, SystemTime), ServiceError> {
+    let a = &issuing.record;
+    if !a.enabled {
+        return Err(ServiceError::FailedPrecondition(format!("authority {} is disabled", a.name)));
+    }
+    let Some(ca_cert) = &issuing.certificate else {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "authority {} ({field}) has no certificate yet: import the one its external CA signed",
+            a.name
+        )));
+    };
+    let now = SystemTime::now();
+    let not_after = (now + YEAR * years).min(ca_cert.not_after);
+    if not_after <= now {
+        return Err(ServiceError::FailedPrecondition(format!("authority {} has expired", a.name)));
+    }
+    Ok((ca_cert, &issuing.signer, now, not_after))
 }
 
 /// The end-entity certificate a profile makes for `public_key_der`, with a fresh serial.
