@@ -10,11 +10,6 @@ use crate::secret::SecretString;
 use cardhsm_proto::v1::auth_service_client::AuthServiceClient;
 use cardhsm_proto::v1::card_service_client::CardServiceClient;
 use cardhsm_proto::v1::certificate_store_service_client::CertificateStoreServiceClient;
-use cardhsm_proto::v1::{
-    CompleteCsrRequest, CreateCsrRequest, CreateCsrResponse, DeleteCertificateBySubjectRequest,
-    DeleteCertificateBySubjectResponse, DeleteCertificateRequest, ImportCertificateRequest,
-    ImportCertificateResponse, ListCertificatesRequest, StoredCertificate,
-};
 use cardhsm_proto::v1::issuance_service_client::IssuanceServiceClient;
 use cardhsm_proto::v1::user_service_client::UserServiceClient;
 use cardhsm_proto::v1::{
@@ -28,6 +23,11 @@ use cardhsm_proto::v1::{
     ListCardsRequest, ListCardsResponse, ListTokensRequest, ListUsersRequest, ListUsersResponse,
     LoginRequest, LoginResponse, PageRequest, PreUpdateCardRequest, RefreshRequest, RegisterCardRequest,
     RevokeCardRequest, RevokeReason, Role, TokenInfo, User, WhoAmIRequest, WhoAmIResponse,
+};
+use cardhsm_proto::v1::{
+    CompleteCsrRequest, CreateCsrRequest, CreateCsrResponse, DeleteCertificateBySubjectRequest,
+    DeleteCertificateBySubjectResponse, DeleteCertificateRequest, ImportCertificateRequest,
+    ImportCertificateResponse, ListCertificatesRequest, StoredCertificate,
 };
 use std::fmt;
 use std::future::Future;
@@ -522,7 +522,10 @@ impl CardhsmClient {
     }
 
     /// `CertificateStoreService.CreateCsr`: a key pair generated on the token and a CSR it signed.
-    pub async fn create_token_csr(&self, request: CreateCsrRequest) -> Result<CreateCsrResponse, ClientError> {
+    pub async fn create_token_csr(
+        &self,
+        request: CreateCsrRequest,
+    ) -> Result<CreateCsrResponse, ClientError> {
         self.authed(request, rpc!(CertificateStoreServiceClient, create_csr)).await
     }
 

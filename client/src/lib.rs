@@ -18,7 +18,9 @@
 //! let status = client.cards_raw().get_card(cardhsm_client::v1::GetCardRequest::default()).await;
 //! // IssuanceService: authorities, profiles, issuing, finding, revoking (RFC 5280 codes), CRLs.
 //! let crl = client.get_crl("authority-id").await?;
-//! # let _ = (me, cards, status, crl); Ok(()) }
+//! // CertificateStoreService: the certificates (and keys) on a token, by serial or label.
+//! let on_card = client.list_token_certificates("card-01", "").await?;
+//! # let _ = (me, cards, status, crl, on_card); Ok(()) }
 //! ```
 
 mod auth;

@@ -406,6 +406,7 @@ async fn an_issuance_interrupted_after_its_certificates_were_made_is_resumed_and
     let objects = list_token_objects(&env, "card-01").expect("pkcs11-tool");
     assert_eq!(objects.iter().filter(|o| o.class == "private").count(), 2, "{objects:?}");
     let on_card = certificate_objects(&env, "card-01");
-    let ids: Vec<String> = resumed.keys.iter().map(|k| k.key_id.clone()).collect();
-    assert_eq!(on_card.keys().cloned().collect::<Vec<_>>(), ids);
+    let mut ids: Vec<String> = resumed.keys.iter().map(|k| k.key_id.clone()).collect();
+    ids.sort();
+    assert_eq!(on_card.keys().cloned().collect::<Vec<_>>(), ids, "certificate objects by CKA_ID");
 }

@@ -32,23 +32,23 @@ async fn admin_store(daemon: &Daemon) -> Store {
     store_client(&daemon.endpoint, "admin", ADMIN_PASSWORD).await
 }
 
-fn read(dir: &Path, name: &str) -> Vec<u8> {
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
+/// One card token (`card-01`), the daemon, and the certificate store as the administrator.
+async fn start() -> (TestEnv, Daemon, Store) {
+    let env = TestEnv::new(1).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let store = admin_store(&daemon).await;
+    (env, daemon, store)
 }
 
-/// A new key `<name>.key` (PKCS#8 PEM, as `openssl genpkey` writes it; `alg` is `ec:P-256`,
-/// `ec:P-384` or `rsa:2048`) and a self-signed certificate for it in `<name>.crt` with subject
-/// `subj` (openssl's `/CN=…/O=…` form), valid for 30 days.
-fn self_signed(dir: &Path, name: &str, alg: &str, subj: &str) {
-    let key = format!("{name}.key");
-    let opt = match alg.split_once(':') {
-        Some(("ec", curve)) => ["EC".to_owned(), format!("ec_paramgen_curve:{curve}")],
-        Some(("rsa", bits)) => ["RSA".to_owned(), format!("rsa_keygen_bits:{bits}")],
-        _ => panic!("unknown algorithm {alg}"),
-    };
-    openssl(dir, &["genpkey", "-algorithm", &opt[0], "-pkeyopt", &opt[1], "-out", &key]);
-    let crt = format!("{name}.crt");
-    openssl(dir, &["req", "-x509", "-new", "-key", &key, "-subj", subj, "-days", "30", "-out", &crt]);
+/// `<env>/pki`, where the test's openssl files go.
+fn pki_dir(env: &TestEnv) -> std::path::PathBuf {
+    let dir = env.path().join("pki");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+fn read(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
 }
 
 /// The subjectKeyIdentifier openssl put in a certificate (SHA-1 of the public key bits), as
@@ -147,11 +147,8 @@ fn assert_nothing_under(env: &TestEnv, id: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn import_list_replace_and_delete_checked_with_openssl_and_pkcs11_tool() {
-    let env = TestEnv::new(1).expect("env");
-    let daemon = Daemon::start(&env).await.expect("daemon");
-    let mut store = admin_store(&daemon).await;
-    let dir = env.path().join("pki");
-    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (env, daemon, mut store) = start().await;
+    let dir = pki_dir(&env);
     let dir = dir.as_path();
 
     // Four certificates with their keys in four forms.
@@ -318,11 +315,11 @@ async fn import_list_replace_and_delete_checked_with_openssl_and_pkcs11_tool() {
 
     // Delete by fingerprint, then by id: certificate and key pair leave the token.
     let gone = store.delete_certificate(delete_req(&sec1.fingerprint)).await.expect("delete").into_inner();
-    assert_eq!(gone.deleted, [sec1.fingerprint.clone()]);
+    assert_eq!(gone.deleted, [sec1.fingerprint.as_str()]);
     assert_nothing_under(&env, &sec1_id);
     expect_code(store.delete_certificate(delete_req(&sec1.fingerprint)).await, Code::NotFound);
     let gone = store.delete_certificate(delete_req("01:02:a0")).await.expect("delete by id").into_inner();
-    assert_eq!(gone.deleted, [enc.fingerprint.clone()]);
+    assert_eq!(gone.deleted, [enc.fingerprint.as_str()]);
     assert_nothing_under(&env, "0102a0");
     assert_eq!(list_all(&mut store).await.len(), 2);
     assert_eq!(count_audit(&env, "token_certificate.delete"), 2);
@@ -381,15 +378,26 @@ async fn import_list_replace_and_delete_checked_with_openssl_and_pkcs11_tool() {
         .expect("officer imports");
     let op = op.into_inner();
     officer.delete_certificate(delete_req(&op.fingerprint)).await.expect("officer deletes");
+    assert!(!daemon.log().contains("correct horse"), "the key password reached the log");
+}
+
+#[test]
+fn import_request_debug_shows_neither_key_nor_password() {
+    let r = pb::ImportCertificateRequest {
+        private_key: b"-----BEGIN PRIVATE KEY-----".to_vec(),
+        password: "hunter2 pass".into(),
+        label: "shown".into(),
+        ..Default::default()
+    };
+    let dbg = format!("{r:?}");
+    assert!(dbg.contains("shown") && dbg.contains("[redacted]"), "{dbg}");
+    assert!(!dbg.contains("hunter2") && !dbg.contains("45, 45"), "{dbg}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn csr_key_generated_on_the_token_signed_by_an_openssl_ca_then_completed_and_deleted_by_subject() {
-    let env = TestEnv::new(1).expect("env");
-    let daemon = Daemon::start(&env).await.expect("daemon");
-    let mut store = admin_store(&daemon).await;
-    let dir = env.path().join("pki");
-    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (env, _daemon, mut store) = start().await;
+    let dir = pki_dir(&env);
     let dir = dir.as_path();
     self_signed(dir, "ca", "ec:P-256", "/CN=Test CA/O=Acme");
     let csr_req = |subject: &str, key_type: pb::CsrKeyType| pb::CreateCsrRequest {
@@ -442,27 +450,7 @@ async fn csr_key_generated_on_the_token_signed_by_an_openssl_ca_then_completed_a
     assert_eq!(p384.key_algorithm, "EC:P-384");
 
     // The openssl CA signs the requests.
-    let sign = |name: &str| {
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-out",
-                &format!("{name}.crt"),
-            ],
-        );
-        read(dir, &format!("{name}.crt"))
-    };
+    let sign = |name: &str| openssl_ca_sign(dir, "ca", name);
     let ec_crt = sign("ec");
     let rsa_crt = sign("rsa");
     let complete = |csr_id: &str, certificate: Vec<u8>| pb::CompleteCsrRequest {
@@ -539,8 +527,8 @@ async fn csr_key_generated_on_the_token_signed_by_an_openssl_ca_then_completed_a
         .await
         .expect("delete by subject")
         .into_inner();
-    assert_eq!(gone.deleted, [done.fingerprint.clone()]);
-    assert_eq!(gone.deleted_csrs, [pending.csr_id.clone()]);
+    assert_eq!(gone.deleted, [done.fingerprint.as_str()]);
+    assert_eq!(gone.deleted_csrs, [pending.csr_id.as_str()]);
     assert_nothing_under(&env, &ec.id);
     assert_nothing_under(&env, &pending.id);
     assert!(certstore_rows(&env.store_path()).iter().all(|r| !r.contains(&pending.csr_id)));
@@ -591,8 +579,7 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     }
     let daemon = Daemon::start_with(&env, "[server]\nmax_upload_bytes = 4096\n").await.expect("daemon");
     let mut store = admin_store(&daemon).await;
-    let dir = env.path().join("pki");
-    std::fs::create_dir_all(&dir).expect("mkdir");
+    let dir = pki_dir(&env);
     let dir = dir.as_path();
     self_signed(dir, "good", "ec:P-256", "/CN=good");
     self_signed(dir, "other", "rsa:2048", "/CN=other");

@@ -386,3 +386,96 @@ async fn external_and_intermediate_authorities_through_the_cli() {
         openssl(dir, &["verify", "-CAfile", "ext-root.pem", "-untrusted", "inter-chain.pem", "leaf.pem"]);
     assert!(out.contains("leaf.pem: OK"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cert_issue_generate_key_writes_a_pkcs12_that_openssl_opens() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let cli = support::CliHome::new(env.path());
+    let dir = cli.dir.as_path();
+    cli.login(&daemon.endpoint, "admin", ADMIN_PASSWORD);
+    let root = cli.json(&[
+        "ca",
+        "create",
+        "--name",
+        "Gen Root",
+        "--key-type",
+        "EC:P-256",
+        "--subject",
+        "CN=Gen Root,O=Acme",
+    ]);
+    let root_id = str_field(&root, "id").to_owned();
+    // The password is in a file (never a flag's value); its first line counts.
+    std::fs::write(dir.join("p12.pw"), "Gen-Key-P12 pass 42\nignored second line\n").expect("write");
+    let issue = |key_type: &str, cn: &str, out: &str| {
+        let param = format!("commonName={cn}");
+        cli.run(&[
+            "--output",
+            "json",
+            "cert",
+            "issue",
+            "--authority",
+            &root_id,
+            "--profile",
+            if key_type.starts_with("RSA") { "rsa-device" } else { "ecc-device" },
+            "--param",
+            &param,
+            "--generate-key",
+            "--key-type",
+            key_type,
+            "--p12-password-file",
+            "p12.pw",
+            "--out",
+            out,
+        ])
+    };
+    for (key_type, cn, p12, key_word) in [
+        ("EC:P-256", "cli generated 1", "gen-ec.p12", "prime256v1"),
+        ("RSA:2048", "cli generated 2", "gen-rsa.p12", "modulus"),
+    ] {
+        let issued = issue(key_type, cn, p12).ok().json();
+        assert_eq!(issued["subject_dn"], format!("CN={cn}"), "{issued}");
+        // openssl opens the file with the password from the same file, and finds the
+        // certificate issued and its private key.
+        let leaf = openssl(dir, &["pkcs12", "-in", p12, "-passin", "file:p12.pw", "-clcerts", "-nokeys"]);
+        assert!(leaf.contains(&format!("CN = {cn}")) || leaf.contains(&format!("CN={cn}")), "{leaf}");
+        let key = openssl(dir, &["pkcs12", "-in", p12, "-passin", "file:p12.pw", "-nocerts", "-nodes"]);
+        assert!(key.contains("-----BEGIN PRIVATE KEY-----"), "{key}");
+        std::fs::write(dir.join("leaf.pem"), &leaf).expect("write");
+        std::fs::write(dir.join("key.pem"), &key).expect("write");
+        let text = openssl(dir, &["pkey", "-in", "key.pem", "-noout", "-text"]);
+        assert!(text.contains(key_word), "{text}");
+        let from_cert = openssl(dir, &["x509", "-in", "leaf.pem", "-noout", "-pubkey"]);
+        let from_key = openssl(dir, &["pkey", "-in", "key.pem", "-pubout"]);
+        assert_eq!(from_cert, from_key, "the key in the PKCS#12 is the certified key");
+        let (ok, _) = openssl_try(dir, &["pkcs12", "-in", p12, "-passin", "pass:wrong password", "-nokeys"]);
+        assert!(!ok, "a wrong password does not open it");
+    }
+    // The daemon's rule on the password (8 characters or more) reaches the CLI user.
+    std::fs::write(dir.join("short.pw"), "short\n").expect("write");
+    let run = cli.run(&[
+        "cert",
+        "issue",
+        "--authority",
+        &root_id,
+        "--profile",
+        "ecc-device",
+        "--param",
+        "commonName=x",
+        "--generate-key",
+        "--key-type",
+        "EC:P-256",
+        "--p12-password-file",
+        "short.pw",
+        "--out",
+        "x.p12",
+    ]);
+    let first = run.failed_with("INVALID_ARGUMENT");
+    assert!(first.contains("pkcs12_password"), "{run:#?}");
+    assert!(!dir.join("x.p12").exists(), "nothing written on failure");
+    // --csr and --generate-key exclude each other; --generate-key needs its options.
+    assert_eq!(
+        cli.run(&["cert", "issue", "--authority", &root_id, "--profile", "p", "--generate-key"]).code,
+        Some(2)
+    );
+}

@@ -1119,3 +1119,136 @@ async fn server_generated_keys_come_back_in_a_pkcs12_that_openssl_opens() {
         assert!(!log.contains(needle), "{needle:?} is in the daemon log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_authority_issues_nothing_but_still_revokes() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let dir = env.path();
+    let ca = api
+        .issuance
+        .create_authority(create_req("Devices", "EC:P-256", "CN=Devices", pb::AuthorityKind::Root, ""))
+        .await
+        .expect("root")
+        .into_inner();
+    write(dir, "ca.pem", &ca.certificate_pem);
+    let csr = key_and_csr(dir, "d1", "ec:P-256", "/CN=d1");
+    let first = api
+        .issuance
+        .issue_certificate(issue_req(&ca.id, "ecc-device", &[], &csr))
+        .await
+        .expect("issue")
+        .into_inner();
+
+    let off = api
+        .issuance
+        .set_authority_enabled(pb::SetAuthorityEnabledRequest { id: ca.id.clone(), enabled: false })
+        .await
+        .expect("disable")
+        .into_inner();
+    assert!(!off.enabled);
+    let got = api.issuance.get_authority(pb::GetAuthorityRequest { id: ca.id.clone() }).await.expect("get");
+    assert!(!got.into_inner().enabled);
+    let before = store_snapshot(&env.store_path());
+    let refused = expect_code(
+        api.issuance.issue_certificate(issue_req(&ca.id, "ecc-device", &[], &csr)).await,
+        Code::FailedPrecondition,
+    );
+    assert!(refused.message().contains("disabled"), "{}", refused.message());
+    assert_eq!(store_snapshot(&env.store_path()), before, "a refused issuance records nothing");
+    // Revocation and its CRL go on.
+    api.issuance
+        .revoke_certificates(pb::RevokeCertificatesRequest { reason_code: 1, ids: vec![first.id.clone()] })
+        .await
+        .expect("revoke under a disabled authority");
+    fetch_crl(&mut api, dir, &ca.id, "ca.crl").await;
+    let text = openssl(dir, &["crl", "-in", "ca.crl", "-CAfile", "ca.pem", "-noout", "-text"]);
+    assert!(text.contains("verify OK"), "{text}");
+    assert_eq!(
+        crl_entries(&text).get(&norm_serial(&first.serial_number)).map(String::as_str),
+        Some("Key Compromise")
+    );
+
+    // Only administrators switch authorities; an unknown id is NOT_FOUND.
+    let (user, user_pw) = ("officer1", "officer-password-1");
+    api.users
+        .create_user(pb::CreateUserRequest {
+            username: user.into(),
+            password: user_pw.into(),
+            roles: vec![pb::Role::Operator as i32],
+        })
+        .await
+        .expect("create officer");
+    let mut officer = api_as(&daemon.endpoint, user, user_pw).await;
+    expect_code(
+        officer
+            .issuance
+            .set_authority_enabled(pb::SetAuthorityEnabledRequest { id: ca.id.clone(), enabled: true })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        api.issuance
+            .set_authority_enabled(pb::SetAuthorityEnabledRequest {
+                id: "00000000-0000-4000-8000-000000000000".into(),
+                enabled: true,
+            })
+            .await,
+        Code::NotFound,
+    );
+
+    let on = api
+        .issuance
+        .set_authority_enabled(pb::SetAuthorityEnabledRequest { id: ca.id.clone(), enabled: true })
+        .await
+        .expect("enable")
+        .into_inner();
+    assert!(on.enabled);
+    api.issuance.issue_certificate(issue_req(&ca.id, "ecc-device", &[], &csr)).await.expect("issues again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_over_the_configured_limit_are_refused_and_change_nothing() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start_with(&env, "[server]\nmax_upload_bytes = 2048\n").await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let dir = env.path();
+    let ca = api
+        .issuance
+        .create_authority(create_req("Devices", "EC:P-256", "CN=Devices", pb::AuthorityKind::Root, ""))
+        .await
+        .expect("root")
+        .into_inner();
+    let csr = key_and_csr(dir, "d1", "ec:P-256", "/CN=d1");
+    let before = store_snapshot(&env.store_path());
+    // Over the field limit (a valid CSR padded with PEM-legal trailing text): the field is named.
+    let padded = format!("{csr}{}", "\n".repeat(4096));
+    let err = expect_code(
+        api.issuance.issue_certificate(issue_req(&ca.id, "ecc-device", &[], &padded)).await,
+        Code::InvalidArgument,
+    );
+    assert!(
+        err.message().contains("csr_pem") && err.message().contains("max_upload_bytes"),
+        "{}",
+        err.message()
+    );
+    expect_invalid_field(
+        api.issuance.issue_certificate(issue_req(&ca.id, "ecc-device", &[], &padded)).await,
+        "csr_pem",
+    );
+    // Over the transport limit (twice the upload limit plus 64 KiB): refused before decoding.
+    let huge = "A".repeat(200 * 1024);
+    let err = api
+        .issuance
+        .issue_certificate(issue_req(&ca.id, "ecc-device", &[], &huge))
+        .await
+        .expect_err("too big");
+    assert!(
+        matches!(err.code(), Code::ResourceExhausted | Code::OutOfRange | Code::InvalidArgument),
+        "{err:?}"
+    );
+    assert_eq!(store_snapshot(&env.store_path()), before);
+    // A CSR within the limit still issues.
+    api.issuance.issue_certificate(issue_req(&ca.id, "ecc-device", &[], &csr)).await.expect("issue");
+}

@@ -5,6 +5,8 @@
 use cardhsm_client::names::parse_crl_reason;
 use cardhsm_proto::v1::{AuthorityKind, CardState, RevokeReason, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use super::store::StoreCommand;
 use std::path::PathBuf;
 
 /// Command-line client of cardhsmd: log in, then manage smart cards, tokens and users.
@@ -83,6 +85,9 @@ pub enum Command {
     /// Certificate revocation lists
     #[command(subcommand)]
     Crl(CrlCommand),
+    /// Certificates and their keys on a token; CSRs whose key the token generates
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,16 +158,31 @@ pub enum CertCommand {
         /// Profile id
         #[arg(long, value_name = "ID")]
         profile: String,
-        /// PEM file with the certificate request
-        #[arg(long, value_name = "FILE")]
-        csr: PathBuf,
+        /// PEM file with the certificate request (or --generate-key)
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "generate_key",
+            conflicts_with = "generate_key"
+        )]
+        csr: Option<PathBuf>,
+        /// The daemon generates the key pair and returns it with the certificate in a PKCS#12,
+        /// written to --out (needs --key-type and --p12-password-file)
+        #[arg(long, requires_all = ["key_type", "p12_password_file", "out"])]
+        generate_key: bool,
+        /// Key type with --generate-key: EC:P-256, EC:P-384, RSA:2048, RSA:3072 or RSA:4096
+        #[arg(long, value_name = "TYPE", requires = "generate_key")]
+        key_type: Option<String>,
+        /// File whose first line is the PKCS#12 password (8 or more characters), with --generate-key
+        #[arg(long, value_name = "FILE", requires = "generate_key")]
+        p12_password_file: Option<PathBuf>,
         /// A profile parameter (repeat for several)
         #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
         /// Validity in years [default: the profile's]
         #[arg(long, value_name = "N")]
         validity_years: Option<u32>,
-        /// Write the certificate (PEM) to FILE
+        /// Write the certificate (PEM) to FILE; with --generate-key the PKCS#12 (DER)
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -550,9 +570,17 @@ mod tests {
             "empty=",
         ])?;
         match cli.command {
-            Command::Cert(CertCommand::Issue { authority, profile, csr, params, out, validity_years }) => {
+            Command::Cert(CertCommand::Issue {
+                authority,
+                profile,
+                csr,
+                params,
+                out,
+                validity_years,
+                ..
+            }) => {
                 assert_eq!((authority.as_str(), profile.as_str()), ("ca1", "ecc-device"));
-                assert_eq!(csr, PathBuf::from("req.pem"));
+                assert_eq!(csr, Some(PathBuf::from("req.pem")));
                 assert_eq!(
                     params,
                     [
@@ -575,6 +603,67 @@ mod tests {
             parse(&["cert", "issue", "--authority", "a", "--profile", "p"]).is_err(),
             "--csr is required"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn cert_issue_generate_key_needs_its_options() -> Result<(), clap::Error> {
+        let base = ["cert", "issue", "--authority", "a", "--profile", "p"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        let cli = with(&[
+            "--generate-key",
+            "--key-type",
+            "EC:P-256",
+            "--p12-password-file",
+            "pw",
+            "--out",
+            "x.p12",
+        ])?;
+        assert!(matches!(
+            cli.command,
+            Command::Cert(CertCommand::Issue { generate_key: true, csr: None, ref key_type, .. })
+                if key_type.as_deref() == Some("EC:P-256")
+        ));
+        let kind = |extra: &[&str]| with(extra).err().map(|e| e.kind());
+        assert_eq!(
+            kind(&["--generate-key", "--key-type", "EC:P-256", "--out", "x.p12"]),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            kind(&[
+                "--csr",
+                "r",
+                "--generate-key",
+                "--key-type",
+                "EC:P-256",
+                "--p12-password-file",
+                "pw",
+                "--out",
+                "x"
+            ]),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(kind(&["--csr", "r", "--key-type", "EC:P-256"]), Some(ErrorKind::MissingRequiredArgument));
+        Ok(())
+    }
+
+    #[test]
+    fn store_commands() -> Result<(), clap::Error> {
+        let cli = parse(&[
+            "store",
+            "import",
+            "--token",
+            "card-01",
+            "--certificate",
+            "c.pem",
+            "--private-key",
+            "k.pem",
+        ])?;
+        assert!(matches!(cli.command, Command::Store(StoreCommand::Import { protected: false, .. })));
+        let cli = parse(&["store", "csr", "--token", "t", "--subject", "CN=x", "--key-type", "RSA:4096"])?;
+        assert!(matches!(cli.command, Command::Store(StoreCommand::Csr { key_type: (_, _, 4096), .. })));
+        assert!(parse(&["store", "csr", "--token", "t", "--subject", "CN=x", "--key-type", "DSA"]).is_err());
+        assert!(parse(&["store", "delete", "--token", "t"]).is_err(), "the id is required");
         Ok(())
     }
 

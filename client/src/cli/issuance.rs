@@ -113,21 +113,44 @@ pub async fn cert(
     command: CertCommand,
 ) -> Result<(), CliError> {
     match command {
-        CertCommand::Issue { authority, profile, csr, params, validity_years, out } => {
-            let csr_pem = read_text("certificate request", &csr)?;
-            // Server-generated keys (generate_key, key_type, pkcs12_password) are not offered by
-            // the CLI yet; they stay at their defaults.
+        CertCommand::Issue {
+            authority,
+            profile,
+            csr,
+            generate_key,
+            key_type,
+            p12_password_file,
+            params,
+            validity_years,
+            out,
+        } => {
+            let csr_pem = match &csr {
+                Some(path) => read_text("certificate request", path)?,
+                None => String::new(),
+            };
+            // With --generate-key the daemon makes the key and returns it in a PKCS#12 under
+            // this password (read from a file: never a flag's value).
+            let pkcs12_password = match &p12_password_file {
+                Some(path) => super::store::secret_file("PKCS#12 password", path)?.expose().to_owned(),
+                None => String::new(),
+            };
             let request = IssueCertificateRequest {
                 authority_id: authority,
                 profile_id: profile,
                 params: params_map(params)?,
                 csr_pem,
                 validity_years: validity_years.unwrap_or(0),
-                ..Default::default()
+                generate_key,
+                key_type: key_type.unwrap_or_default(),
+                pkcs12_password,
             };
             let issued = client.issue_certificate(request).await?;
             if let Some(path) = &out {
-                write_file("certificate", path, issued.certificate_pem.as_bytes())?;
+                if generate_key {
+                    write_file("PKCS#12", path, &issued.pkcs12)?;
+                } else {
+                    write_file("certificate", path, issued.certificate_pem.as_bytes())?;
+                }
             }
             print(format, || issued_json(&issued), || issued_table(&issued, out.is_none()))
         }

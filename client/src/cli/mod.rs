@@ -7,3 +7,4 @@ pub mod issuance;
 pub mod output;
 pub mod password;
 pub mod run;
+pub mod store;

@@ -149,6 +149,14 @@ fn key_json(key: &CardKey) -> Value {
         "label": key.label,
         "algorithm": key.algorithm,
         "public_key_der": hex(&key.public_key_der),
+        "certificate": key.certificate.as_ref().map(|c| json!({
+            "certificate_id": c.certificate_id,
+            "serial_number": c.serial_number,
+            "status": c.status,
+            "fingerprint": c.fingerprint,
+            "not_after": c.not_after,
+            "certificate_pem": c.certificate_pem,
+        })),
     })
 }
 
@@ -196,13 +204,18 @@ pub fn card_table(card: &CardInfo) -> String {
         .row(["updated:", &time(card.updated_at)]);
     let mut out = fields.render();
     if !card.keys.is_empty() {
-        let mut keys = Table::new(&["KEY ID", "LABEL", "ALGORITHM", "PUBLIC KEY"]);
+        let mut keys = Table::new(&["KEY ID", "LABEL", "ALGORITHM", "PUBLIC KEY", "CERTIFICATE"]);
         for key in &card.keys {
+            let certificate = match &key.certificate {
+                Some(c) => format!("{} serial {} until {}", c.status, c.serial_number, time(c.not_after)),
+                None => "-".to_owned(),
+            };
             keys.row([
                 key.key_id.clone(),
                 key.label.clone(),
                 key.algorithm.clone(),
                 format!("{} bytes DER", key.public_key_der.len()),
+                certificate,
             ]);
         }
         out.push('\n');
@@ -445,6 +458,14 @@ mod tests {
                 label: "auth".into(),
                 algorithm: "EC:P-256".into(),
                 public_key_der: vec![0x30, 0x59, 0xff],
+                certificate: Some(cardhsm_client::v1::CardCertificate {
+                    certificate_id: "cert-1".into(),
+                    serial_number: "0a1b".into(),
+                    status: "REVOKED".into(),
+                    fingerprint: "ab".repeat(20),
+                    not_after: 1_700_000_000,
+                    certificate_pem: String::new(),
+                }),
             }],
             created_at: 1_700_000_000,
             ..CardInfo::default()
@@ -457,6 +478,8 @@ mod tests {
         assert_eq!(value["state"], "revoked");
         assert_eq!(value["revoke_reason"], "user-removed");
         assert_eq!(value["keys"][0]["public_key_der"], "3059ff");
+        assert_eq!(value["keys"][0]["certificate"]["status"], "REVOKED");
+        assert_eq!(value["keys"][0]["certificate"]["serial_number"], "0a1b");
         assert_eq!(value["created_at"], 1_700_000_000);
         let active = CardInfo { state: CardState::Active.into(), ..revoked_card() };
         assert_eq!(card_json(&active)["revoke_reason"], Value::Null);
@@ -468,8 +491,11 @@ mod tests {
         let text = card_table(&revoked_card());
         assert!(text.contains("state:          revoked\n"), "{text}");
         assert!(text.contains("revoke reason:  user-removed\n"), "{text}");
+        assert!(text.contains("KEY ID  LABEL  ALGORITHM  PUBLIC KEY   CERTIFICATE\n"), "{text}");
         assert!(
-            text.contains("KEY ID  LABEL  ALGORITHM  PUBLIC KEY\n01      auth   EC:P-256   3 bytes DER\n"),
+            text.contains(
+                "01      auth   EC:P-256   3 bytes DER  REVOKED serial 0a1b until 2023-11-14 22:13:20 UTC\n"
+            ),
             "{text}"
         );
     }

@@ -3,7 +3,7 @@
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
 use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, TokensCommand, UsersCommand};
-use super::{issuance, output, password};
+use super::{issuance, output, password, store};
 use cardhsm_client::v1::{RegisterCardRequest, Role};
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
@@ -202,6 +202,7 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
         Command::Profiles(command) => issuance::profiles(client, format, command).await,
         Command::Cert(command) => issuance::cert(client, format, command).await,
         Command::Crl(command) => issuance::crl(client, format, command).await,
+        Command::Store(command) => store::store(client, format, command).await,
     }
 }
 

@@ -103,6 +103,7 @@ fn card(id: &str) -> CardInfo {
             label: "auth".into(),
             algorithm: "EC:P-256".into(),
             public_key_der: vec![0x30, 0x59],
+            certificate: None,
         }],
         created_at: 1_700_000_000,
         updated_at: 1_700_000_100,

@@ -173,6 +173,17 @@ impl pb::issuance_service_server::IssuanceService for IssuanceApi {
         Ok(Response::new(authority_to_pb(view)))
     }
 
+    async fn set_authority_enabled(
+        &self,
+        req: Request<pb::SetAuthorityEnabledRequest>,
+    ) -> GrpcResult<pb::Authority> {
+        let actor = principal(&req)?;
+        let r = req.into_inner();
+        let view =
+            self.0.issuance.set_authority_enabled(&actor, &r.id, r.enabled).await.map_err(to_status)?;
+        Ok(Response::new(authority_to_pb(view)))
+    }
+
     async fn list_profiles(
         &self,
         _req: Request<pb::ListProfilesRequest>,

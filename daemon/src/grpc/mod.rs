@@ -103,9 +103,9 @@ pub async fn serve(
                 .max_decoding_message_size(max_message),
         )
         .add_service(
-            pb::certificate_store_service_server::CertificateStoreServiceServer::new(certstore::CertStoreApi(
-                services.clone(),
-            ))
+            pb::certificate_store_service_server::CertificateStoreServiceServer::new(
+                certstore::CertStoreApi(services.clone()),
+            )
             .max_decoding_message_size(max_message),
         )
         .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))

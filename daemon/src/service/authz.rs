@@ -38,6 +38,7 @@ pub const RULES: &[(&str, Access)] = &[
     // profiles (they are public information: chains and CRLs are published anyway).
     ("/cardhsm.v1.IssuanceService/CreateAuthority", Access::Roles(ADMIN)),
     ("/cardhsm.v1.IssuanceService/ImportAuthorityCertificate", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.IssuanceService/SetAuthorityEnabled", Access::Roles(ADMIN)),
     ("/cardhsm.v1.IssuanceService/ListAuthorities", Access::Roles(ANY_ROLE)),
     ("/cardhsm.v1.IssuanceService/GetAuthority", Access::Roles(ANY_ROLE)),
     ("/cardhsm.v1.IssuanceService/ListProfiles", Access::Roles(ANY_ROLE)),

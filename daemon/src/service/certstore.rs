@@ -232,6 +232,28 @@ fn certificate_object(cert: &pki::ParsedCertificate, id: Vec<u8>, label: String)
     }
 }
 
+/// A certificate's row and its audit record, in the caller's transaction.
+fn put_with_audit(
+    tx: &rusqlite::Transaction<'_>,
+    who: &str,
+    row: &TokenCertificateRecord,
+    action: &str,
+    detail: String,
+) -> Result<(), ServiceError> {
+    cert_rows::put(tx, row)?;
+    audit::append(
+        tx,
+        audit::AuditEntry {
+            actor: who,
+            action,
+            target_type: "token_certificate",
+            target_id: &row.fingerprint,
+            detail,
+        },
+    )?;
+    Ok(())
+}
+
 /// CKA_LABEL when the caller gave none: the subject CN, else the start of the fingerprint.
 fn default_label(cert: &pki::ParsedCertificate) -> String {
     pki::common_name(&cert.subject)
@@ -503,25 +525,13 @@ impl CertStoreService {
                 if let Some(old) = &gone {
                     cert_rows::delete(tx, &row.token_serial, old)?;
                 }
-                cert_rows::put(tx, &row)?;
-                audit::append(
-                    tx,
-                    audit::AuditEntry {
-                        actor: &who,
-                        action: "token_certificate.import",
-                        target_type: "token_certificate",
-                        target_id: &row.fingerprint,
-                        detail,
-                    },
-                )?;
-                Ok::<_, ServiceError>(())
+                put_with_audit(tx, &who, &row, "token_certificate.import", detail)
             })
             .await;
         if let Err(e) = written {
             self.undo(&serial, &id, true).await;
             return Err(lost(e));
         }
-        let has_private_key = true;
         Ok(Imported {
             certificate: StoredCertificate {
                 cert,
@@ -529,7 +539,7 @@ impl CertStoreService {
                 label,
                 protected: record.protected,
                 system_use_only: record.system_use_only,
-                has_private_key,
+                has_private_key: true,
                 source: Some(CertificateSource::Import),
             },
             replaced: replaced_fp,
@@ -819,18 +829,7 @@ impl CertStoreService {
                 if !csr_rows::delete(tx, &csr_key)? {
                     return Err(ServiceError::NotFound(format!("no pending CSR {csr_key}")));
                 }
-                cert_rows::put(tx, &row)?;
-                audit::append(
-                    tx,
-                    audit::AuditEntry {
-                        actor: &who,
-                        action: "token_csr.complete",
-                        target_type: "token_certificate",
-                        target_id: &row.fingerprint,
-                        detail,
-                    },
-                )?;
-                Ok::<_, ServiceError>(())
+                put_with_audit(tx, &who, &row, "token_csr.complete", detail)
             })
             .await;
         if let Err(e) = written {

@@ -87,7 +87,8 @@ impl Services {
         let auth = Arc::new(auth::AuthService::open(&config.auth, store.clone())?);
         let certstore = Arc::new(certstore::CertStoreService::new(config, store.clone(), tokens.clone()));
         let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens.clone())?);
-        let cards = Arc::new(cards::CardService::new(config, store.clone(), tokens.clone(), issuance.clone())?);
+        let cards =
+            Arc::new(cards::CardService::new(config, store.clone(), tokens.clone(), issuance.clone())?);
         let users = Arc::new(users::UserService::new(store, auth.clone()));
         Ok(Services { auth, cards, certstore, issuance, users })
     }

@@ -171,6 +171,14 @@ pub fn set_certificate(
     Ok(())
 }
 
+/// Enables or disables issuing from the authority; false when there is no such authority.
+pub fn set_enabled(tx: &Transaction<'_>, id: &str, enabled: bool, now: i64) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("UPDATE authorities SET enabled = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, enabled, now])?
+        == 1)
+}
+
 /// Counts one more certificate issued by the authority.
 pub fn count_issued(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
     tx.prepare_cached("UPDATE authorities SET issued_count = issued_count + 1 WHERE id = ?1")?

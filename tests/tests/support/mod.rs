@@ -179,24 +179,45 @@ impl Run {
 
 // ---- openssl, for the tests that cross-check with it -----------------------------------------
 
-/// Runs `openssl <args>` in `dir`; returns (success, stdout + stderr).
-pub fn openssl_try(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running openssl (Debian package openssl)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+/// A new key `<name>.key` (PKCS#8 PEM, as `openssl genpkey` writes it; `alg` is `ec:P-256`,
+/// `ec:P-384`, `rsa:2048` …) and a self-signed certificate for it in `<name>.crt` with subject
+/// `subj` (openssl's `/CN=…/O=…` form), valid for 30 days.
+pub fn self_signed(dir: &std::path::Path, name: &str, alg: &str, subj: &str) {
+    let key = format!("{name}.key");
+    let opt = match alg.split_once(':') {
+        Some(("ec", curve)) => ["EC".to_owned(), format!("ec_paramgen_curve:{curve}")],
+        Some(("rsa", bits)) => ["RSA".to_owned(), format!("rsa_keygen_bits:{bits}")],
+        _ => panic!("unknown algorithm {alg}"),
+    };
+    openssl(dir, &["genpkey", "-algorithm", &opt[0], "-pkeyopt", &opt[1], "-out", &key]);
+    let crt = format!("{name}.crt");
+    openssl(dir, &["req", "-x509", "-new", "-key", &key, "-subj", subj, "-days", "30", "-out", &crt]);
 }
 
-/// Runs `openssl <args>` in `dir`; panics with its output when it fails. Returns the output.
-#[track_caller]
-pub fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
-    let (ok, text) = openssl_try(dir, args);
-    assert!(ok, "openssl {} failed:\n{text}", args.join(" "));
-    text
+/// The openssl CA `<ca>.crt` / `<ca>.key` signs `<name>.csr` into `<name>.crt` (30 days);
+/// returns the certificate PEM.
+pub fn openssl_ca_sign(dir: &std::path::Path, ca: &str, name: &str) -> Vec<u8> {
+    let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
+    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &crt,
+        ],
+    );
+    std::fs::read(dir.join(&crt)).expect("the signed certificate")
 }
 
 /// A fingerprint as `openssl x509 -noout -fingerprint -<digest>` prints it
@@ -206,4 +227,66 @@ pub fn openssl_fingerprint(dir: &std::path::Path, cert: &str, digest: &str) -> S
     let out = openssl(dir, &["x509", "-in", cert, "-noout", "-fingerprint", &format!("-{digest}")]);
     let (_, hex) = out.trim().split_once('=').unwrap_or_else(|| panic!("no fingerprint in {out:?}"));
     hex.replace(':', "").to_ascii_lowercase()
+}
+
+/// The `cardhsm` CLI of one test: its own HOME and session file, run in a working directory.
+pub struct CliHome {
+    pub home: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl CliHome {
+    /// `<root>/cli-home` and `<root>/cli-work`, created.
+    pub fn new(root: &std::path::Path) -> CliHome {
+        let (home, dir) = (root.join("cli-home"), root.join("cli-work"));
+        for d in [&home, &dir] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        CliHome { home, dir }
+    }
+
+    /// `cardhsm <args>` with this HOME and session file, no CARDHSM_* settings from outside.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(cardhsm_path());
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("HOME", &self.home)
+            .env("CARDHSM_SESSION_FILE", self.home.join("session.json"))
+            .env_remove("XDG_CONFIG_HOME");
+        for var in ["CARDHSM_ENDPOINT", "CARDHSM_CA_FILE", "CARDHSM_CERT", "CARDHSM_KEY", "CARDHSM_PASSWORD"]
+        {
+            cmd.env_remove(var);
+        }
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    pub fn output(mut cmd: std::process::Command) -> Run {
+        let out = cmd.output().expect("running cardhsm");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        CliHome::output(self.command(args))
+    }
+
+    /// `cardhsm --output json <args>`, which must succeed.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        self.run(&all).ok().json()
+    }
+
+    /// `cardhsm login` against `endpoint`, the password from CARDHSM_PASSWORD.
+    #[track_caller]
+    pub fn login(&self, endpoint: &str, username: &str, password: &str) {
+        let mut login = self.command(&["--endpoint", endpoint, "login", "--username", username]);
+        login.env("CARDHSM_PASSWORD", password);
+        CliHome::output(login).ok();
+    }
 }

@@ -462,6 +462,38 @@ impl IssuanceService {
         self.get_authority(&id).await
     }
 
+    /// Stops or resumes issuing from an authority (revocation and CRLs go on either way).
+    pub async fn set_authority_enabled(
+        &self,
+        actor: &Principal,
+        id: &str,
+        enabled: bool,
+    ) -> Result<AuthorityView, ServiceError> {
+        let id = validate::id("id", id)?;
+        let who = actor.username.clone();
+        let key = id.clone();
+        self.store
+            .write(move |tx| {
+                if !authority_store::set_enabled(tx, &key, enabled, store::now())? {
+                    return Err(ServiceError::NotFound(format!("no authority with id {key}")));
+                }
+                audit::append(
+                    tx,
+                    audit::AuditEntry {
+                        actor: &who,
+                        action: if enabled { "authority.enable" } else { "authority.disable" },
+                        target_type: "authority",
+                        target_id: &key,
+                        detail: String::new(),
+                    },
+                )?;
+                Ok(())
+            })
+            .await?;
+        self.authorities.invalidate();
+        self.get_authority(&id).await
+    }
+
     pub async fn list_authorities(&self) -> Result<Vec<AuthorityView>, ServiceError> {
         let all = self.store.read(|c| authority_store::list(c).map_err(ServiceError::from)).await?;
         Ok(all.iter().map(|a| AuthorityView { record: a.clone(), chain: chain_in(&all, a) }).collect())
@@ -487,11 +519,18 @@ impl IssuanceService {
         self.store.read(move |c| authority_store::get(c, &key).map_err(ServiceError::from)).await
     }
 
-    /// The authority's certificate, when it may sign: enabled and certified.
+    /// The authority's certificate, when it may issue (sign certificates): enabled and
+    /// certified.
     fn usable(&self, a: &AuthorityRecord, field: &str) -> Result<pki::ParsedCertificate, ServiceError> {
         if !a.enabled {
             return Err(ServiceError::FailedPrecondition(format!("authority {} is disabled", a.name)));
         }
+        self.certified(a, field)
+    }
+
+    /// The authority's certificate, when it has one. Enough for revocation and CRLs, which a
+    /// disabled authority goes on publishing: its certificates stay out there.
+    fn certified(&self, a: &AuthorityRecord, field: &str) -> Result<pki::ParsedCertificate, ServiceError> {
         let Some(der) = &a.certificate_der else {
             return Err(ServiceError::FailedPrecondition(format!(
                 "authority {} ({field}) has no certificate yet: import the one its external CA signed",

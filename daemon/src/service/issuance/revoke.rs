@@ -268,7 +268,7 @@ impl IssuanceService {
                     ))
                 })
                 .await?;
-            let cert = self.usable(&authority, "authority")?;
+            let cert = self.certified(&authority, "authority")?;
             let mine: Vec<&CertificateRecord> = idxs.iter().map(|i| &changed[*i].1).collect();
             let mut listed: Vec<CertificateRecord> =
                 current.into_iter().filter(|c| !mine.iter().any(|m| m.id == c.id)).collect();
