@@ -186,6 +186,32 @@ async fn issued_cards_carry_certificates_that_follow_the_card_lifecycle() {
         );
     }
 
+    // The token's certificate store lists them as card certificates, protected: they leave
+    // the card only through the card's lifecycle.
+    let listed = api
+        .certstore
+        .list_certificates(pb::ListCertificatesRequest { token: serial.clone(), id: String::new() })
+        .await
+        .expect("list the card token")
+        .into_inner();
+    assert_eq!(listed.certificates.len(), 2);
+    for c in &listed.certificates {
+        assert!(c.protected && c.source == "CARD" && c.has_private_key, "{c:?}");
+        assert_eq!(c.subject.as_ref().map(|s| s.cn.as_str()), Some(OWNER));
+    }
+    let before = store_snapshot(&env.store_path());
+    expect_code(
+        api.certstore
+            .delete_certificate(pb::DeleteCertificateRequest {
+                token: serial.clone(),
+                id: listed.certificates[0].fingerprint.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(store_snapshot(&env.store_path()), before);
+    assert_eq!(certificate_objects(&env, "card-01").len(), 2);
+
     // Disable: the certificates go on hold, and the CRL says so.
     let disabled = api.cards.disable_card(action(&card.id)).await.expect("disable").into_inner();
     assert_eq!(disabled.state, S::Disabled as i32);

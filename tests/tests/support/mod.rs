@@ -40,6 +40,7 @@ pub struct Api {
     pub cards: pb::card_service_client::CardServiceClient<Intercepted>,
     pub users: pb::user_service_client::UserServiceClient<Intercepted>,
     pub issuance: pb::issuance_service_client::IssuanceServiceClient<Intercepted>,
+    pub certstore: pb::certificate_store_service_client::CertificateStoreServiceClient<Intercepted>,
 }
 
 pub async fn channel(endpoint: &str) -> Channel {
@@ -53,7 +54,10 @@ pub async fn api(endpoint: &str, token: Option<String>) -> Api {
         auth: pb::auth_service_client::AuthServiceClient::with_interceptor(ch.clone(), b.clone()),
         cards: pb::card_service_client::CardServiceClient::with_interceptor(ch.clone(), b.clone()),
         users: pb::user_service_client::UserServiceClient::with_interceptor(ch.clone(), b.clone()),
-        issuance: pb::issuance_service_client::IssuanceServiceClient::with_interceptor(ch, b),
+        issuance: pb::issuance_service_client::IssuanceServiceClient::with_interceptor(ch.clone(), b.clone()),
+        certstore: pb::certificate_store_service_client::CertificateStoreServiceClient::with_interceptor(
+            ch, b,
+        ),
     }
 }
 
