@@ -177,7 +177,7 @@ fn default_config_is_valid_and_has_documented_values() {
     assert_eq!(c.logging.level, "info");
     assert_eq!(c.logging.format, LogFormat::Text);
     let names: Vec<_> = c.card_policies().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["standard", "dual"]);
+    assert_eq!(names, ["standard", "dual", "piv"]);
 }
 
 #[test]
@@ -606,7 +606,7 @@ fn configured_policy_overrides_builtin_and_extends_the_list() {
         ]
     );
     let names: Vec<_> = c.card_policies().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["standard", "dual", "extra"], "override keeps its place, new ones follow");
+    assert_eq!(names, ["standard", "dual", "piv", "extra"], "override keeps its place, new ones follow");
     assert_eq!(c.card_policy("dual"), defaults::builtin_policies().into_iter().find(|p| p.name == "dual"));
     assert_eq!(c.card_policy("missing"), None);
 }

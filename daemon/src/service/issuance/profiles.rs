@@ -678,7 +678,7 @@ mod tests {
         "#;
         let config = hsm_config::Config::from_toml_str(toml).expect("config");
         let all = all_profiles(&config).expect("profiles");
-        assert_eq!(all.len(), 5);
+        assert_eq!(all.len(), 7, "six built in (one replaced) and one added");
         let vpn = all.iter().find(|p| p.id == "vpn").expect("vpn");
         assert_eq!(vpn.authority_name.as_deref(), Some("Issuing"));
         let none = pki::parse_name("CN=x").expect("name");
