@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use support::{Run, cardhsm_path};
+use support::{Run, cardhsm_path, crl_entries, openssl, openssl_try};
 
 /// The CLI of one test: its own HOME and session file, run in the PKI working directory.
 struct Cli {
@@ -61,25 +61,6 @@ impl Cli {
     }
 }
 
-/// Runs `openssl <args>` in `dir`; returns (success, stdout + stderr).
-fn openssl_try(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running openssl (Debian package openssl)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-#[track_caller]
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let (ok, text) = openssl_try(dir, args);
-    assert!(ok, "openssl {} failed:\n{text}", args.join(" "));
-    text
-}
-
 /// An EC P-256 key in `<name>.key` and a CSR for it in `<name>.csr` with subject `subj`.
 fn key_and_csr(dir: &Path, name: &str, subj: &str) -> String {
     let key = format!("{name}.key");
@@ -87,29 +68,6 @@ fn key_and_csr(dir: &Path, name: &str, subj: &str) -> String {
     let csr = format!("{name}.csr");
     openssl(dir, &["req", "-new", "-key", &key, "-subj", subj, "-out", &csr]);
     csr
-}
-
-/// Serial (lower-case hex) → reason, as `openssl crl -text` lists them.
-fn crl_entries(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut serial: Option<String> = None;
-    let mut lines = text.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        if let Some(s) = line.strip_prefix("Serial Number: ") {
-            if let Some(prev) = serial.take() {
-                out.insert(prev, "unspecified".to_owned());
-            }
-            serial = Some(s.trim().to_ascii_lowercase());
-        } else if line == "X509v3 CRL Reason Code:"
-            && let Some(s) = serial.take()
-        {
-            out.insert(s, lines.next().unwrap_or_default().trim().to_owned());
-        }
-    }
-    if let Some(prev) = serial {
-        out.insert(prev, "unspecified".to_owned());
-    }
-    out
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
