@@ -7,7 +7,7 @@
 # when something cannot be installed.
 set -euo pipefail
 
-PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev pcsc-tools pkg-config openssl ca-certificates python3)
+PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd util-linux mount pkg-config openssl ca-certificates python3)
 
 die() {
     echo "install-deps: error: $*" >&2
