@@ -5,7 +5,7 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 7] = [
+const SECRET_MESSAGES: [&str; 10] = [
     ".cardhsm.v1.LoginRequest",
     ".cardhsm.v1.RefreshRequest",
     ".cardhsm.v1.LoginResponse",
@@ -16,6 +16,12 @@ const SECRET_MESSAGES: [&str; 7] = [
     ".cardhsm.v1.IssuedCertificate",
     // private_key and password.
     ".cardhsm.v1.ImportCertificateRequest",
+    // old_password, new_password, repeated_new_password.
+    ".cardhsm.v1.ChangePasswordRequest",
+    // password.
+    ".cardhsm.v1.RealmAuthRequest",
+    // api_key.
+    ".cardhsm.v1.RealmAuthResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -553,3 +553,110 @@ impl CardhsmClient {
         self.authed(request, rpc!(CertificateStoreServiceClient, delete_certificate_by_subject)).await
     }
 }
+
+/// Sessions (`SessionService`, administrators), the caller's own session end, and API keys.
+impl CardhsmClient {
+    /// The generated `SessionService` client with the current access token attached (no refresh).
+    pub fn sessions_raw(
+        &self,
+    ) -> cardhsm_proto::v1::session_service_client::SessionServiceClient<AuthedChannel> {
+        cardhsm_proto::v1::session_service_client::SessionServiceClient::new(self.authed_channel())
+    }
+
+    /// `AuthService.Logout`: ends this client's session on the daemon (its access tokens stop
+    /// working at once, its refresh token is revoked) and forgets the tokens here.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        use cardhsm_proto::v1::LogoutRequest;
+        self.authed(LogoutRequest {}, rpc!(AuthServiceClient, logout)).await?;
+        let mut state = self.shared.write();
+        state.access = None;
+        state.refresh = None;
+        state.expires_at = None;
+        state.generation = state.generation.wrapping_add(1);
+        Ok(())
+    }
+
+    /// `AuthService.ChangePassword`: every session of the user ends, this one included.
+    pub async fn change_password(
+        &self,
+        old_password: &str,
+        new_password: &str,
+        repeated_new_password: &str,
+    ) -> Result<(), ClientError> {
+        let request = cardhsm_proto::v1::ChangePasswordRequest {
+            old_password: old_password.to_owned(),
+            new_password: new_password.to_owned(),
+            repeated_new_password: repeated_new_password.to_owned(),
+        };
+        self.authed(request, rpc!(AuthServiceClient, change_password)).await?;
+        Ok(())
+    }
+
+    /// `AuthService.RealmAuth`: an API key for `realm` (needs no session). The answer holds the
+    /// key itself, shown this once.
+    pub async fn realm_auth(
+        &self,
+        realm: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<cardhsm_proto::v1::RealmAuthResponse, ClientError> {
+        let request = cardhsm_proto::v1::RealmAuthRequest {
+            realm: realm.to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        Ok(AuthServiceClient::new(self.channel.clone()).realm_auth(request).await?.into_inner())
+    }
+
+    /// `AuthService.ListApiKeys`: the caller's API keys (an administrator's: everyone's).
+    pub async fn list_api_keys(&self) -> Result<Vec<cardhsm_proto::v1::ApiKey>, ClientError> {
+        let request = cardhsm_proto::v1::ListApiKeysRequest {};
+        Ok(self.authed(request, rpc!(AuthServiceClient, list_api_keys)).await?.keys)
+    }
+
+    /// `AuthService.RevokeApiKey`.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), ClientError> {
+        let request = cardhsm_proto::v1::RevokeApiKeyRequest { id: id.to_owned() };
+        self.authed(request, rpc!(AuthServiceClient, revoke_api_key)).await?;
+        Ok(())
+    }
+
+    /// `SessionService.ListActiveSessions`: one page (`number` 0 = 200, from record `start`),
+    /// optionally of one user.
+    pub async fn list_active_sessions(
+        &self,
+        number: u32,
+        start: u32,
+        name: &str,
+    ) -> Result<cardhsm_proto::v1::ListActiveSessionsResponse, ClientError> {
+        use cardhsm_proto::v1::session_service_client::SessionServiceClient;
+        let request = cardhsm_proto::v1::ListActiveSessionsRequest { number, start, name: name.to_owned() };
+        self.authed(request, rpc!(SessionServiceClient, list_active_sessions)).await
+    }
+
+    /// `SessionService.DeleteSession`.
+    pub async fn delete_session(&self, id: &str) -> Result<(), ClientError> {
+        use cardhsm_proto::v1::session_service_client::SessionServiceClient;
+        let request = cardhsm_proto::v1::DeleteSessionRequest { id: id.to_owned() };
+        self.authed(request, rpc!(SessionServiceClient, delete_session)).await?;
+        Ok(())
+    }
+
+    /// `SessionService.DeleteAllSessions`: every session but the caller's; how many ended.
+    pub async fn delete_all_sessions(&self) -> Result<u32, ClientError> {
+        use cardhsm_proto::v1::session_service_client::SessionServiceClient;
+        let request = cardhsm_proto::v1::DeleteAllSessionsRequest {};
+        Ok(self.authed(request, rpc!(SessionServiceClient, delete_all_sessions)).await?.deleted)
+    }
+
+    /// `SessionService.SetIdleTimeout` (0 = none); every role's timeout after the change.
+    pub async fn set_idle_timeout(
+        &self,
+        role: Role,
+        minutes: u32,
+    ) -> Result<Vec<cardhsm_proto::v1::IdleTimeout>, ClientError> {
+        use cardhsm_proto::v1::session_service_client::SessionServiceClient;
+        let request = cardhsm_proto::v1::SetIdleTimeoutRequest { role: role.into(), minutes };
+        Ok(self.authed(request, rpc!(SessionServiceClient, set_idle_timeout)).await?.timeouts)
+    }
+}

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod grpc;
 pub mod pki;
+pub mod reader;
 pub mod service;
 pub mod store;
 pub mod token;

@@ -32,7 +32,24 @@ pub struct Config {
     #[serde(default)]
     pub issuance: IssuanceConfig,
     #[serde(default)]
+    pub readers: ReadersConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
+}
+
+/// `[readers]`: card readers over PC/SC.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadersConfig {
+    /// Watch the PC/SC readers (pcscd). Default true; without pcscd the monitor waits for it.
+    #[serde(default = "defaults::readers_enabled")]
+    pub enabled: bool,
+}
+
+impl Default for ReadersConfig {
+    fn default() -> Self {
+        Self { enabled: defaults::readers_enabled() }
+    }
 }
 
 /// `[server]`: where the gRPC API listens and how it is protected.
@@ -99,6 +116,28 @@ pub struct AuthConfig {
     /// daemon generates a password and prints it once.
     #[serde(default = "defaults::bootstrap_password")]
     pub bootstrap_password: SecretSource,
+    /// Failed sign-ins of one account (known or not) before it is throttled. Default 5, 1..=100.
+    #[serde(default = "defaults::login_throttle_after")]
+    pub login_throttle_after: u32,
+    /// The first lockout after `login_throttle_after` failures, in seconds; it doubles with every
+    /// further failure, up to 900. 0 = no lockout (the hourly limit of 100 failures still
+    /// applies). Default 2, 0..=900.
+    #[serde(default = "defaults::login_throttle_secs")]
+    pub login_throttle_secs: u32,
+    /// Realms for API keys (`AuthService.RealmAuth`). Default: none.
+    #[serde(default)]
+    pub realms: Vec<RealmConfig>,
+}
+
+/// `[[auth.realms]]`: a realm API keys are issued for; a key carries the realm's roles, and only
+/// a user holding every one of them may get a key for the realm.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RealmConfig {
+    /// `^[A-Za-z0-9_.-]{1,64}$`, unique; `password` is reserved (the realm of Login sessions).
+    pub name: String,
+    /// One or more of `ADMIN`, `OPERATOR`, `USER`.
+    pub roles: Vec<String>,
 }
 
 /// `[pkcs11]`: the module and the tokens the daemon uses.
@@ -384,6 +423,9 @@ pub enum LogFormat {
 pub mod defaults {
     use super::*;
 
+    pub fn readers_enabled() -> bool {
+        true
+    }
     pub fn max_upload_bytes() -> u32 {
         4 * 1024 * 1024
     }
@@ -404,6 +446,12 @@ pub mod defaults {
     }
     pub fn bootstrap_password() -> SecretSource {
         SecretSource::env("CARDHSM_BOOTSTRAP_PASSWORD")
+    }
+    pub fn login_throttle_after() -> u32 {
+        5
+    }
+    pub fn login_throttle_secs() -> u32 {
+        2
     }
     pub fn module() -> PathBuf {
         PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")
@@ -485,6 +533,9 @@ impl Default for AuthConfig {
             access_token_ttl_secs: defaults::access_token_ttl_secs(),
             refresh_token_ttl_secs: defaults::refresh_token_ttl_secs(),
             bootstrap_password: defaults::bootstrap_password(),
+            login_throttle_after: defaults::login_throttle_after(),
+            login_throttle_secs: defaults::login_throttle_secs(),
+            realms: Vec::new(),
         }
     }
 }
@@ -520,6 +571,7 @@ impl Default for Config {
             pkcs11: Pkcs11Config::default(),
             cards: CardsConfig::default(),
             issuance: IssuanceConfig::default(),
+            readers: ReadersConfig::default(),
             logging: LoggingConfig::default(),
         }
     }

@@ -95,6 +95,44 @@ impl Config {
         check_range("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs, 60, 86_400)?;
         check_range("auth.refresh_token_ttl_secs", self.auth.refresh_token_ttl_secs, 300, 2_592_000)?;
         self.auth.bootstrap_password.check("auth.bootstrap_password")?;
+        check_range("auth.login_throttle_after", self.auth.login_throttle_after, 1, 100)?;
+        check_range("auth.login_throttle_secs", self.auth.login_throttle_secs, 0, 900)?;
+        let mut realm_names = std::collections::HashSet::new();
+        for (i, r) in self.auth.realms.iter().enumerate() {
+            let key = format!("auth.realms[{i}]");
+            let name_ok = !r.name.is_empty()
+                && r.name.len() <= 64
+                && r.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !name_ok {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "must be 1 to 64 of A-Z a-z 0-9 _ . -",
+                ));
+            }
+            if r.name.eq_ignore_ascii_case("password") {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "\"password\" is reserved for password sign-in sessions",
+                ));
+            }
+            if !realm_names.insert(r.name.to_ascii_lowercase()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("realm {:?} is defined twice", r.name),
+                ));
+            }
+            if r.roles.is_empty() {
+                return Err(ConfigError::invalid(format!("{key}.roles"), "at least one role is required"));
+            }
+            for (j, role) in r.roles.iter().enumerate() {
+                if !["ADMIN", "OPERATOR", "USER"].contains(&role.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.roles[{j}]"),
+                        format!("{role:?} is not a role (ADMIN, OPERATOR, USER)"),
+                    ));
+                }
+            }
+        }
         if self.pkcs11.module.as_os_str().is_empty() {
             return Err(ConfigError::invalid("pkcs11.module", "must name a PKCS#11 module file"));
         }

@@ -68,6 +68,8 @@ fn example_file_optional_settings_are_valid_when_enabled() {
     assert_eq!(config.pkcs11.tokens.len(), 2);
     assert!(config.pkcs11.tokens[1].serial.is_some());
     assert_eq!(config.pkcs11.tokens[1].role, TokenRole::Card);
+    assert_eq!(config.auth.realms.len(), 1);
+    assert_eq!(config.auth.realms[0].roles, ["OPERATOR"]);
     assert_eq!(config.cards.policies.len(), 1);
     assert_eq!(config.cards.policies[0].keys.len(), 2);
     assert_eq!(config.issuance.profiles.len(), 1);
@@ -89,6 +91,9 @@ fn example_file_documents_every_key() {
         "access_token_ttl_secs",
         "refresh_token_ttl_secs",
         "bootstrap_password",
+        "login_throttle_after",
+        "login_throttle_secs",
+        "roles",
         "module",
         "sessions_per_token",
         "session_wait_ms",
@@ -130,7 +135,9 @@ fn example_file_documents_every_key() {
             "example does not set `{key}`"
         );
     }
-    for section in ["[server]", "[server.tls]", "[store]", "[auth]", "[pkcs11]", "[[pkcs11.tokens]]"] {
+    for section in
+        ["[server]", "[server.tls]", "[store]", "[auth]", "[[auth.realms]]", "[pkcs11]", "[[pkcs11.tokens]]"]
+    {
         assert!(text.lines().any(|l| l.trim() == section), "example lacks {section}");
     }
     for section in [
@@ -239,6 +246,9 @@ fn each_range_check_names_its_key() {
         ("auth", "access_token_ttl_secs", 86_401, 86_400),
         ("auth", "refresh_token_ttl_secs", 299, 300),
         ("auth", "refresh_token_ttl_secs", 2_592_001, 2_592_000),
+        ("auth", "login_throttle_after", 0, 1),
+        ("auth", "login_throttle_after", 101, 100),
+        ("auth", "login_throttle_secs", 901, 900),
         ("pkcs11", "sessions_per_token", 0, 1),
         ("pkcs11", "sessions_per_token", 65, 64),
         ("pkcs11", "session_wait_ms", 0, 1),
@@ -609,4 +619,21 @@ fn configured_policy_overrides_builtin_and_extends_the_list() {
     assert_eq!(names, ["standard", "dual", "piv", "extra"], "override keeps its place, new ones follow");
     assert_eq!(c.card_policy("dual"), defaults::builtin_policies().into_iter().find(|p| p.name == "dual"));
     assert_eq!(c.card_policy("missing"), None);
+}
+
+#[test]
+fn realms_are_validated_by_key() {
+    let realm = |name: &str, roles: &str| format!("[[auth.realms]]\nname = {name:?}\nroles = {roles}\n");
+    let ok = Config::from_toml_str(&realm("automation", "[\"OPERATOR\", \"USER\"]")).expect("valid realm");
+    assert_eq!(ok.auth.realms[0].name, "automation");
+    assert_eq!(invalid(&realm("", "[\"USER\"]")).0, "auth.realms[0].name");
+    assert_eq!(invalid(&realm("has space", "[\"USER\"]")).0, "auth.realms[0].name");
+    assert_eq!(invalid(&realm("password", "[\"USER\"]")).0, "auth.realms[0].name");
+    assert_eq!(invalid(&realm("r", "[]")).0, "auth.realms[0].roles");
+    let (key, msg) = invalid(&realm("r", "[\"USER\", \"ROOT\"]"));
+    assert_eq!(key, "auth.realms[0].roles[1]");
+    assert!(msg.contains("ROOT"), "{msg}");
+    let twice = format!("{}{}", realm("a", "[\"USER\"]"), realm("A", "[\"USER\"]"));
+    assert_eq!(invalid(&twice).0, "auth.realms[1].name");
+    parse_error("[[auth.realms]]\nname = \"r\"\nroles = [\"USER\"]\nttl = 3\n");
 }

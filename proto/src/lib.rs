@@ -38,6 +38,33 @@ mod redacted_debug {
                 .field("expires_in", &self.expires_in)
                 .field("token_type", &self.token_type)
                 .field("roles", &self.roles)
+                .field("session_id", &self.session_id)
+                .finish()
+        }
+    }
+    impl fmt::Debug for ChangePasswordRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ChangePasswordRequest")
+                .field("old_password", &"[redacted]")
+                .field("new_password", &"[redacted]")
+                .field("repeated_new_password", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for RealmAuthRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RealmAuthRequest")
+                .field("realm", &self.realm)
+                .field("username", &self.username)
+                .field("password", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for RealmAuthResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RealmAuthResponse")
+                .field("api_key", &"[redacted]")
+                .field("key", &self.key)
                 .finish()
         }
     }

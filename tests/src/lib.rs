@@ -31,6 +31,8 @@
 //!
 //! Declare the [`TestEnv`] before the [`Daemon`] so the daemon is dropped (killed) first.
 
+pub mod pcsc;
+
 use anyhow::{Context, anyhow, bail};
 use cardhsm_client::CardhsmClient;
 use std::fmt;
@@ -367,6 +369,9 @@ pub struct Daemon {
     runs: u32,
     /// `RUST_LOG` for the child; `None` means `CARDHSM_E2E_RUST_LOG` or `info`.
     log_filter: Option<String>,
+    /// `PCSCLITE_CSOCK_NAME` for the child: a private pcscd ([`pcsc::Pcscd`]) or, by default,
+    /// a path where nothing listens, so no test talks to a pcscd of the machine.
+    pcsc_socket: PathBuf,
 }
 
 impl fmt::Debug for Daemon {
@@ -414,6 +419,29 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts the daemon on the base config with `extra_toml` merged in, talking PC/SC to the
+    /// private `pcscd` (its readers, its virtual cards).
+    pub async fn start_with_pcscd(env: &TestEnv, extra_toml: &str, pcscd: &pcsc::Pcscd) -> anyhow::Result<Daemon> {
+        let config = env.config_with(extra_toml)?;
+        let mut daemon = Daemon::prepare(env, &config)?;
+        daemon.pcsc_socket = pcscd.socket.clone();
+        daemon.run().await?;
+        Ok(daemon)
+    }
+
+    /// [`Daemon::start_with_log_filter`] with `extra_toml` merged into the base config.
+    pub async fn start_with_log_filter_and(
+        env: &TestEnv,
+        filter: &str,
+        extra_toml: &str,
+    ) -> anyhow::Result<Daemon> {
+        let config = env.config_with(extra_toml)?;
+        let mut daemon = Daemon::prepare(env, &config)?;
+        daemon.log_filter = Some(filter.to_owned());
+        daemon.run().await?;
+        Ok(daemon)
+    }
+
     /// Starts the daemon with `extra_toml` merged into the base config and expects it to exit
     /// without becoming ready (a refused configuration, a missing token …). Returns its exit
     /// status and its log.
@@ -447,6 +475,7 @@ impl Daemon {
             exit_status: None,
             runs: 0,
             log_filter: None,
+            pcsc_socket: env.path().join("no-pcscd.comm"),
         })
     }
 
@@ -481,6 +510,7 @@ impl Daemon {
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("CARDHSM_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD)
             .env("RUST_LOG", rust_log)
+            .env("PCSCLITE_CSOCK_NAME", &self.pcsc_socket)
             // Plain text in daemon.log, so tests can search it.
             .env("NO_COLOR", "1")
             .env_remove("CARDHSM_CONFIG")

@@ -333,7 +333,13 @@ async fn passwords_and_pins_never_reach_the_log() {
     let env = TestEnv::new(1).expect("env");
     // Everything the daemon and its libraries can log, down to trace (h2 frames, hyper,
     // tonic), so a secret in any request or span field would show.
-    let daemon = Daemon::start_with_log_filter(&env, "trace").await.expect("daemon");
+    let daemon = Daemon::start_with_log_filter_and(
+        &env,
+        "trace",
+        "[[auth.realms]]\nname = \"automation\"\nroles = [\"USER\"]\n",
+    )
+    .await
+    .expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     create_user(&mut admin, "bob", USER_PASSWORD, pb::Role::User).await;
     // Exercise the paths that handle secrets: failed and good logins, refresh, token use, a
@@ -356,6 +362,40 @@ async fn passwords_and_pins_never_reach_the_log() {
         .expect("register")
         .into_inner();
     admin.cards.issue_card(pb::IssueCardRequest { id: card.id }).await.expect("issue");
+    // API keys, a password change and a logout: the key, both passwords and the tokens.
+    let key = anon
+        .auth
+        .realm_auth(pb::RealmAuthRequest {
+            realm: "automation".into(),
+            username: "bob".into(),
+            password: USER_PASSWORD.into(),
+        })
+        .await
+        .expect("api key")
+        .into_inner()
+        .api_key;
+    let mut with_key = api(&daemon.endpoint, Some(key.clone())).await;
+    with_key.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("key works");
+    let mut bob = api(&daemon.endpoint, Some(t.access_token.clone())).await;
+    let _ = bob.auth.who_am_i(pb::WhoAmIRequest {}).await;
+    let bob2 = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
+    let mut bob2_api = api(&daemon.endpoint, Some(bob2.access_token.clone())).await;
+    bob2_api
+        .auth
+        .change_password(pb::ChangePasswordRequest {
+            old_password: USER_PASSWORD.into(),
+            new_password: "changed-secret-password-9".into(),
+            repeated_new_password: "changed-secret-password-9".into(),
+        })
+        .await
+        .expect("change password");
+    let bob3 = login(&daemon.endpoint, "bob", "changed-secret-password-9").await;
+    api(&daemon.endpoint, Some(bob3.access_token.clone()))
+        .await
+        .auth
+        .logout(pb::LogoutRequest {})
+        .await
+        .expect("logout");
 
     let log = daemon.log();
     assert!(log.contains("gRPC listening"), "the log was captured: {log}");
@@ -368,6 +408,11 @@ async fn passwords_and_pins_never_reach_the_log() {
         env.daemon_pin.as_str(),
         t.refresh_token.as_str(),
         t.access_token.as_str(),
+        key.as_str(),
+        key.rsplit('_').next().expect("secret part"),
+        "changed-secret-password-9",
+        bob2.refresh_token.as_str(),
+        bob3.access_token.as_str(),
     ] {
         assert!(!secret.is_empty());
         assert!(!log.contains(secret), "a secret reached the daemon log");
@@ -418,4 +463,237 @@ async fn bootstrap_password_can_come_from_a_file() {
     login(&daemon.endpoint, "admin", "from-a-file-password-42").await;
     assert!(!env.path().join("bootstrap-admin.password").exists());
     assert!(!daemon.log().contains("from-a-file-password-42"));
+}
+
+/// The daemon's access-token signing key, read from its store.
+fn signing_key(env: &TestEnv) -> Vec<u8> {
+    rusqlite::Connection::open(env.store_path())
+        .expect("db")
+        .query_row("SELECT value FROM meta WHERE key = 'auth.access_token_hmac_key'", [], |r| r.get(0))
+        .expect("signing key")
+}
+
+/// `prefix.<claims>.<HMAC-SHA256 over "prefix.<claims>" with key>`.
+fn forge(prefix: &str, claims: &serde_json::Value, key: &[u8]) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("hmac");
+    mac.update(format!("{prefix}.{payload}").as_bytes());
+    format!("{prefix}.{payload}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+fn claims_of(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_tokens_of_another_version_key_audience_or_validity_window_are_refused() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let good = login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await.access_token;
+    let key = signing_key(&env);
+    let claims = claims_of(&good);
+    for field in ["sub", "usr", "rol", "sid", "aud", "iat", "nbf", "exp"] {
+        assert!(claims.get(field).is_some(), "access tokens carry {field}: {claims}");
+    }
+    assert_eq!(claims["aud"], "cardhsm");
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let with = |field: &str, value: serde_json::Value| {
+        let mut c = claims.clone();
+        c[field] = value;
+        c
+    };
+    // Control: a token forged exactly like the refused ones below, but valid, is accepted.
+    let control = forge("cha1", &with("exp", (now + 300).into()), &key);
+    let mut a = api(&daemon.endpoint, Some(control)).await;
+    a.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("the forged control token works");
+
+    let wrong_key = forge("cha1", &claims, b"another key entirely, 32 bytes!!");
+    let mut none_claims = claims.clone();
+    none_claims["alg"] = "none".into();
+    let unsigned = format!("none.{}.", URL_SAFE_NO_PAD.encode(none_claims.to_string()));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed", "cha1.only-two".into(), "malformed"),
+        ("not base64", "cha1.!!!.???".into(), "malformed"),
+        ("alg none", unsigned, "malformed"),
+        (
+            "alg none, our prefix, no signature",
+            format!("cha1.{}.", good.split('.').nth(1).expect("p")),
+            "signature",
+        ),
+        ("another version", forge("cha2", &claims, &key), "malformed"),
+        ("wrong key", wrong_key, "signature"),
+        ("expired", forge("cha1", &with("exp", (now - 1).into()), &key), "expired"),
+        ("not yet valid", forge("cha1", &with("nbf", (now + 600).into()), &key), "not valid yet"),
+        ("other audience", forge("cha1", &with("aud", "another-service".into()), &key), "audience"),
+        (
+            "no audience",
+            forge(
+                "cha1",
+                &{
+                    let mut c = claims.clone();
+                    c.as_object_mut().expect("obj").remove("aud");
+                    c
+                },
+                &key,
+            ),
+            "malformed",
+        ),
+        ("unknown session", forge("cha1", &with("sid", "no-such-session".into()), &key), "session"),
+        (
+            "claims not JSON",
+            {
+                let payload = URL_SAFE_NO_PAD.encode("not json");
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("hmac");
+                mac.update(format!("cha1.{payload}").as_bytes());
+                format!("cha1.{payload}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+            },
+            "malformed",
+        ),
+    ];
+    for (what, token, says) in cases {
+        let mut a = api(&daemon.endpoint, Some(token)).await;
+        let s = expect_code(a.auth.who_am_i(pb::WhoAmIRequest {}).await, Code::Unauthenticated);
+        assert!(s.message().contains(says), "{what}: {}", s.message());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_sixteen_concurrent_refreshes_with_one_token_exactly_one_succeeds() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let first = login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let endpoint = daemon.endpoint.clone();
+        let token = first.refresh_token.clone();
+        calls.push(tokio::spawn(async move {
+            let mut a = api(&endpoint, None).await;
+            a.auth.refresh(pb::RefreshRequest { refresh_token: token }).await.map(|r| r.into_inner())
+        }));
+    }
+    let mut won = Vec::new();
+    for call in calls {
+        match call.await.expect("task") {
+            Ok(tokens) => won.push(tokens),
+            Err(s) => assert_eq!(s.code(), Code::Unauthenticated, "{s:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one refresh succeeds");
+    // The others were reuses: the family is revoked and the session ended, so even the
+    // winner's new tokens are dead.
+    let mut anon = api(&daemon.endpoint, None).await;
+    expect_code(
+        anon.auth.refresh(pb::RefreshRequest { refresh_token: won[0].refresh_token.clone() }).await,
+        Code::Unauthenticated,
+    );
+    let mut winner = api(&daemon.endpoint, Some(won[0].access_token.clone())).await;
+    expect_code(winner.auth.who_am_i(pb::WhoAmIRequest {}).await, Code::Unauthenticated);
+    let live: i64 = rusqlite::Connection::open(env.store_path())
+        .expect("db")
+        .query_row(
+            "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = ?1 AND revoked_at IS NULL",
+            [&first.session_id],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert_eq!(live, 0, "the whole family is revoked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failures_throttle_an_account_and_more_than_100_an_hour_are_refused() {
+    let env = TestEnv::new(0).expect("env");
+    // Three failures lock an account for 900 s (doubling after that): long enough that the
+    // lockout cannot lapse during the test.
+    let daemon = Daemon::start_with(&env, "[auth]\nlogin_throttle_after = 3\nlogin_throttle_secs = 900\n")
+        .await
+        .expect("daemon");
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    create_user(&mut admin, "henry", USER_PASSWORD, pb::Role::User).await;
+    let mut anon = api(&daemon.endpoint, None).await;
+    let attempt = |user: &str, pw: &str| pb::LoginRequest { username: user.into(), password: pw.into() };
+
+    let before = store_snapshot(&env.store_path());
+    for account in ["henry", "ghost"] {
+        for _ in 0..3 {
+            let s = expect_code(
+                anon.auth.login(attempt(account, "wrong-password-1")).await,
+                Code::Unauthenticated,
+            );
+            assert_eq!(s.message(), "invalid username or password");
+        }
+    }
+    // Locked: even the right password is refused, with a message that says why; an unknown
+    // account is throttled exactly the same way (same path, same answer).
+    let known = expect_code(anon.auth.login(attempt("henry", USER_PASSWORD)).await, Code::Unauthenticated);
+    let unknown = expect_code(anon.auth.login(attempt("ghost", USER_PASSWORD)).await, Code::Unauthenticated);
+    assert!(known.message().contains("throttled"), "{}", known.message());
+    assert_eq!(known.message().split(':').next(), unknown.message().split(':').next());
+    // Other accounts are not affected; RealmAuth and the account name's case go through the same
+    // throttle.
+    login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let s = expect_code(anon.auth.login(attempt("HENRY", USER_PASSWORD)).await, Code::Unauthenticated);
+    assert!(s.message().contains("throttled"), "{}", s.message());
+    // Henry: 3 failures + 2 refused attempts so far. Every refused attempt counts; at 100 in the
+    // hour the account is refused outright, with its own message.
+    for _ in 5..100 {
+        let s =
+            expect_code(anon.auth.login(attempt("henry", "wrong-password-1")).await, Code::Unauthenticated);
+        assert!(s.message().contains("throttled"), "{}", s.message());
+    }
+    let s = expect_code(anon.auth.login(attempt("henry", USER_PASSWORD)).await, Code::Unauthenticated);
+    assert!(s.message().contains("more than 100 failed sign-ins"), "{}", s.message());
+    // None of it wrote anything but the administrator's sign-in (which adds rows; compare the
+    // users table and henry's absence from the audit log and refresh tokens instead).
+    let after = store_snapshot(&env.store_path());
+    let users =
+        |snap: &[String]| snap.iter().filter(|l| l.starts_with("users:")).cloned().collect::<Vec<_>>();
+    assert_eq!(users(&after), users(&before));
+    let conn = rusqlite::Connection::open(env.store_path()).expect("db");
+    let henry_rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit_log WHERE actor = 'henry'", [], |r| r.get(0))
+        .expect("query");
+    assert_eq!(henry_rows, 0, "no sign-in of henry happened");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_issued_before_a_users_not_before_are_refused_even_for_a_live_session() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let user = create_user(&mut admin, "judy", USER_PASSWORD, pb::Role::User).await;
+    let old = login(&daemon.endpoint, "judy", USER_PASSWORD).await;
+    let mut judy = api(&daemon.endpoint, Some(old.access_token.clone())).await;
+    judy.auth
+        .change_password(pb::ChangePasswordRequest {
+            old_password: USER_PASSWORD.into(),
+            new_password: "judy-new-password-1".into(),
+            repeated_new_password: "judy-new-password-1".into(),
+        })
+        .await
+        .expect("change password");
+    let fresh = login(&daemon.endpoint, "judy", "judy-new-password-1").await;
+    let mut ok = api(&daemon.endpoint, Some(fresh.access_token.clone())).await;
+    ok.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("the new session works");
+    let not_before: i64 = rusqlite::Connection::open(env.store_path())
+        .expect("db")
+        .query_row("SELECT credentials_not_before FROM users WHERE id = ?1", [&user.id], |r| r.get(0))
+        .expect("query");
+    assert!(not_before > 0);
+    // A token for the new (live) session, correctly signed, but issued before the not-before:
+    // refused. The same token issued at the not-before is accepted (control).
+    let key = signing_key(&env);
+    let claims = claims_of(&fresh.access_token);
+    let issued_at = |iat: i64| {
+        let mut c = claims.clone();
+        c["iat"] = iat.into();
+        c["nbf"] = iat.into();
+        forge("cha1", &c, &key)
+    };
+    let mut early = api(&daemon.endpoint, Some(issued_at(not_before - 1))).await;
+    let s = expect_code(early.auth.who_am_i(pb::WhoAmIRequest {}).await, Code::Unauthenticated);
+    assert!(s.message().contains("revoked"), "{}", s.message());
+    let mut at = api(&daemon.endpoint, Some(issued_at(not_before))).await;
+    at.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("issued at the not-before: accepted");
 }

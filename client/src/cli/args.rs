@@ -6,6 +6,7 @@ use cardhsm_client::names::parse_crl_reason;
 use cardhsm_proto::v1::{AuthorityKind, CardState, RevokeReason, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use super::sessions::{ApiKeysCommand, SessionsCommand};
 pub use super::store::StoreCommand;
 use std::path::PathBuf;
 
@@ -59,7 +60,7 @@ pub enum OutputFormat {
 pub enum Command {
     /// Log in and save the session (password from CARDHSM_PASSWORD, the terminal, or one line of stdin)
     Login(LoginArgs),
-    /// Forget the saved session
+    /// End the session on the daemon and forget the saved one
     Logout,
     /// Show who the daemon thinks you are
     #[command(alias = "who-am-i")]
@@ -88,6 +89,12 @@ pub enum Command {
     /// Certificates and their keys on a token; CSRs whose key the token generates
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Active sign-in sessions (administrators)
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// API keys for configured realms
+    #[command(subcommand, name = "apikeys")]
+    Apikeys(ApiKeysCommand),
 }
 
 #[derive(Debug, Subcommand)]

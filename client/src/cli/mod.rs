@@ -7,4 +7,5 @@ pub mod issuance;
 pub mod output;
 pub mod password;
 pub mod run;
+pub mod sessions;
 pub mod store;

@@ -3,7 +3,7 @@
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
 use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, TokensCommand, UsersCommand};
-use super::{issuance, output, password, store};
+use super::{issuance, output, password, sessions, store};
 use cardhsm_client::v1::{RegisterCardRequest, Role};
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
@@ -53,7 +53,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let Cli { global, command } = cli;
     match command {
         Command::Login(args) => login(&global, &args.username).await,
-        Command::Logout => logout(global.output),
+        Command::Logout => logout(&global).await,
+        Command::Apikeys(sessions::ApiKeysCommand::Create { realm, username }) => {
+            let client =
+                CardhsmClient::connect_with(&connect_options(&endpoint_for_login(&global)?, &global)?)
+                    .await?;
+            sessions::create_api_key(&client, global.output, &realm, &username).await
+        }
         command => {
             let client = session_client(&global).await?;
             execute(&client, global.output, command).await
@@ -61,16 +67,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-async fn login(global: &GlobalArgs, username: &str) -> Result<(), CliError> {
+/// `--endpoint`, else the saved session's endpoint, else the default.
+fn endpoint_for_login(global: &GlobalArgs) -> Result<String, CliError> {
     let path = Session::default_path()?;
-    let endpoint = match &global.endpoint {
+    Ok(match &global.endpoint {
         Some(endpoint) => endpoint.clone(),
         // Logging in again goes to the same daemon as before; a broken file is replaced.
         None => Session::load(&path)
             .ok()
             .flatten()
             .map_or_else(|| DEFAULT_ENDPOINT.to_owned(), |session| session.endpoint),
-    };
+    })
+}
+
+async fn login(global: &GlobalArgs, username: &str) -> Result<(), CliError> {
+    let path = Session::default_path()?;
+    let endpoint = endpoint_for_login(global)?;
     // Connect first: a daemon that is not there fails before anyone types a password.
     let client = CardhsmClient::connect_with(&connect_options(&endpoint, global)?).await?;
     let password = password::read(password::LOGIN)?;
@@ -85,12 +97,32 @@ async fn login(global: &GlobalArgs, username: &str) -> Result<(), CliError> {
     )
 }
 
-fn logout(format: OutputFormat) -> Result<(), CliError> {
-    let removed = Session::remove(&Session::default_path()?)?;
+/// Ends the session on the daemon (when it can be reached and the session is still live) and
+/// removes the saved one in any case.
+async fn logout(global: &GlobalArgs) -> Result<(), CliError> {
+    let path = Session::default_path()?;
+    let mut ended = false;
+    if let Ok(Some(session)) = Session::load(&path)
+        && let Ok(options) = connect_options(&session.endpoint, global)
+        && let Ok(channel) = CardhsmClient::connect_with(&options).await
+    {
+        match session.client(channel).logout().await {
+            Ok(()) => ended = true,
+            Err(e) => eprintln!("warning: the daemon did not end the session: {e}"),
+        }
+    }
+    let removed = Session::remove(&path)?;
     print(
-        format,
-        || json!({ "logged_out": removed }),
-        || if removed { "logged out\n" } else { "not logged in\n" }.to_owned(),
+        global.output,
+        || json!({ "logged_out": removed, "server_session_ended": ended }),
+        || {
+            match (removed, ended) {
+                (true, true) => "logged out (session ended on the daemon)\n",
+                (true, false) => "logged out\n",
+                (false, _) => "not logged in\n",
+            }
+            .to_owned()
+        },
     )
 }
 
@@ -203,6 +235,8 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
         Command::Cert(command) => issuance::cert(client, format, command).await,
         Command::Crl(command) => issuance::crl(client, format, command).await,
         Command::Store(command) => store::store(client, format, command).await,
+        Command::Sessions(command) => sessions::sessions(client, format, command).await,
+        Command::Apikeys(command) => sessions::api_keys(client, format, command).await,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct FakeState {
     pub expires_in: u32,
     pub logins: u32,
     pub refreshes: u32,
+    /// Logout calls that reached the fake with a valid access token.
+    pub logouts: u32,
     /// Calls turned away for a bad or missing access token.
     pub unauthenticated: u32,
     /// Requests as received.
@@ -72,6 +74,7 @@ impl Fake {
             expires_in: state.expires_in,
             token_type: "Bearer".into(),
             roles: vec![Role::Admin.into()],
+            session_id: format!("session-{n}"),
         }
     }
 
@@ -143,7 +146,40 @@ impl AuthService for Fake {
             username: user,
             roles: vec![Role::Admin.into()],
             expires_at: 1_900_000_000,
+            session_id: String::new(),
+            api_key_id: String::new(),
         }))
+    }
+
+    async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
+        self.caller(&request)?;
+        self.state().logouts += 1;
+        Ok(Response::new(LogoutResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        _: Request<ChangePasswordRequest>,
+    ) -> Result<Response<ChangePasswordResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn realm_auth(&self, _: Request<RealmAuthRequest>) -> Result<Response<RealmAuthResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_api_keys(
+        &self,
+        _: Request<ListApiKeysRequest>,
+    ) -> Result<Response<ListApiKeysResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        _: Request<RevokeApiKeyRequest>,
+    ) -> Result<Response<RevokeApiKeyResponse>, Status> {
+        Err(Status::unimplemented("fake"))
     }
 }
 
@@ -243,6 +279,10 @@ impl UserService for Fake {
     ) -> Result<Response<ListUsersResponse>, Status> {
         self.caller(&request)?;
         Ok(Response::new(ListUsersResponse { users: vec![], page: Some(PageResponse::default()) }))
+    }
+
+    async fn set_user_enabled(&self, _: Request<SetUserEnabledRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
     }
 }
 

@@ -115,3 +115,34 @@ pub fn token_to_pb(t: TokenView) -> pb::TokenInfo {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A PC/SC reader as the API shows it.
+pub fn reader_to_pb(r: crate::reader::ReaderInfo) -> pb::Reader {
+    pb::Reader { name: r.name, card_present: r.card_present, atr: hex(&r.atr) }
+}
+
+fn reader_event_to_pb(e: crate::reader::ReaderEvent) -> pb::ReaderEvent {
+    use crate::reader::ReaderEventKind as K;
+    let kind = match e.kind {
+        K::ReaderAdded => pb::ReaderEventKind::ReaderAdded,
+        K::ReaderRemoved => pb::ReaderEventKind::ReaderRemoved,
+        K::CardInserted => pb::ReaderEventKind::CardInserted,
+        K::CardRemoved => pb::ReaderEventKind::CardRemoved,
+    };
+    pb::ReaderEvent { kind: kind as i32, reader: e.reader, atr: hex(&e.atr), at_ms: e.at_ms }
+}
+
+/// WatchReaders' response stream.
+pub type ReaderEventStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ReaderEvent, tonic::Status>> + Send>>;
+
+/// The service's event channel as a gRPC stream; errors become Status in the usual place.
+pub fn reader_event_stream(
+    events: tokio::sync::mpsc::Receiver<Result<crate::reader::ReaderEvent, crate::service::ServiceError>>,
+) -> ReaderEventStream {
+    use tokio_stream::StreamExt;
+    Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(events)
+            .map(|r| r.map(reader_event_to_pb).map_err(super::status::to_status)),
+    )
+}

@@ -4,6 +4,7 @@
 use super::auth_layer::principal;
 use super::convert::{card_to_pb, role_from_pb, role_to_pb, state_filter_from_pb, token_to_pb};
 use super::status::{GrpcResult, to_status};
+use crate::service::auth::ClientInfo;
 use crate::service::cards::Registration;
 use crate::service::{ServiceError, Services};
 use cardhsm_proto::v1 as pb;
@@ -21,14 +22,41 @@ fn tokens_to_pb(t: crate::service::auth::Tokens) -> pb::LoginResponse {
         expires_in: t.expires_in,
         token_type: "Bearer".into(),
         roles: t.roles.into_iter().map(role_to_pb).collect(),
+        session_id: t.session_id,
+    }
+}
+
+fn api_key_to_pb(k: crate::service::auth::ApiKeyView) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id,
+        realm: k.realm,
+        owner: k.owner,
+        roles: k.roles.into_iter().map(role_to_pb).collect(),
+        created_at: k.created_at,
+        last_used: k.last_used,
+    }
+}
+
+/// Where a sign-in comes from: the connection's remote address and the `user-agent` metadata.
+pub(super) fn client_info<T>(req: &Request<T>) -> ClientInfo {
+    ClientInfo {
+        source_ip: req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        agent: req
+            .metadata()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect())
+            .unwrap_or_default(),
     }
 }
 
 #[tonic::async_trait]
 impl pb::auth_service_server::AuthService for AuthApi {
     async fn login(&self, req: Request<pb::LoginRequest>) -> GrpcResult<pb::LoginResponse> {
+        let client = client_info(&req);
         let r = req.into_inner();
-        let tokens = self.0.auth.login(&r.username, Zeroizing::new(r.password)).await.map_err(to_status)?;
+        let tokens =
+            self.0.auth.login(&r.username, Zeroizing::new(r.password), client).await.map_err(to_status)?;
         Ok(Response::new(tokens_to_pb(tokens)))
     }
 
@@ -45,7 +73,67 @@ impl pb::auth_service_server::AuthService for AuthApi {
             username: p.username,
             roles: p.roles.into_iter().map(role_to_pb).collect(),
             expires_at: p.expires_at,
+            session_id: p.session_id,
+            api_key_id: p.api_key_id.unwrap_or_default(),
         }))
+    }
+
+    async fn logout(&self, req: Request<pb::LogoutRequest>) -> GrpcResult<pb::LogoutResponse> {
+        let p = principal(&req)?;
+        self.0.auth.logout(&p).await.map_err(to_status)?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> GrpcResult<pb::ChangePasswordResponse> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        self.0
+            .auth
+            .change_password(
+                &p,
+                Zeroizing::new(r.old_password),
+                Zeroizing::new(r.new_password),
+                Zeroizing::new(r.repeated_new_password),
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn realm_auth(&self, req: Request<pb::RealmAuthRequest>) -> GrpcResult<pb::RealmAuthResponse> {
+        let client = client_info(&req);
+        let r = req.into_inner();
+        let key = self
+            .0
+            .auth
+            .realm_auth(&r.realm, &r.username, Zeroizing::new(r.password), client)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RealmAuthResponse {
+            api_key: key.key.to_string(),
+            key: Some(api_key_to_pb(key.info)),
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        req: Request<pb::ListApiKeysRequest>,
+    ) -> GrpcResult<pb::ListApiKeysResponse> {
+        let p = principal(&req)?;
+        let keys = self.0.auth.list_api_keys(&p);
+        Ok(Response::new(pb::ListApiKeysResponse { keys: keys.into_iter().map(api_key_to_pb).collect() }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        req: Request<pb::RevokeApiKeyRequest>,
+    ) -> GrpcResult<pb::RevokeApiKeyResponse> {
+        let p = principal(&req)?;
+        self.0.auth.revoke_api_key(&p, &req.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(pb::RevokeApiKeyResponse {}))
     }
 }
 
@@ -146,6 +234,27 @@ impl pb::card_service_server::CardService for CardApi {
         let tokens = self.0.cards.list_tokens().await.map_err(to_status)?;
         Ok(Response::new(pb::ListTokensResponse { tokens: tokens.into_iter().map(token_to_pb).collect() }))
     }
+
+    async fn list_readers(
+        &self,
+        _req: Request<pb::ListReadersRequest>,
+    ) -> GrpcResult<pb::ListReadersResponse> {
+        let (readers, service_available) = self.0.readers.list().map_err(to_status)?;
+        Ok(Response::new(pb::ListReadersResponse {
+            readers: readers.into_iter().map(super::convert::reader_to_pb).collect(),
+            service_available,
+        }))
+    }
+
+    type WatchReadersStream = super::convert::ReaderEventStream;
+
+    async fn watch_readers(
+        &self,
+        _req: Request<pb::WatchReadersRequest>,
+    ) -> GrpcResult<Self::WatchReadersStream> {
+        let events = self.0.readers.watch().map_err(to_status)?;
+        Ok(Response::new(super::convert::reader_event_stream(events)))
+    }
 }
 
 /// `cardhsm.v1.UserService`.
@@ -191,5 +300,12 @@ impl pb::user_service_server::UserService for UserApi {
             users: users.into_iter().map(user_to_pb).collect(),
             page: Some(pb::PageResponse { next_page_token: next, total_count: total }),
         }))
+    }
+
+    async fn set_user_enabled(&self, req: Request<pb::SetUserEnabledRequest>) -> GrpcResult<pb::User> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let user = self.0.users.set_enabled(&p, &r.id, r.enabled).await.map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
     }
 }

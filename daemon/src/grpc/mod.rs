@@ -7,6 +7,7 @@ mod certstore;
 mod convert;
 mod handlers;
 mod issuance;
+mod sessions;
 pub mod status;
 
 pub use auth_layer::principal;
@@ -57,6 +58,7 @@ pub async fn serve(
     health.set_serving::<pb::auth_service_server::AuthServiceServer<handlers::AuthApi>>().await;
     health.set_serving::<pb::card_service_server::CardServiceServer<handlers::CardApi>>().await;
     health.set_serving::<pb::user_service_server::UserServiceServer<handlers::UserApi>>().await;
+    health.set_serving::<pb::session_service_server::SessionServiceServer<sessions::SessionApi>>().await;
     health.set_serving::<pb::issuance_service_server::IssuanceServiceServer<issuance::IssuanceApi>>().await;
     health
         .set_serving::<pb::certificate_store_service_server::CertificateStoreServiceServer<certstore::CertStoreApi>>()
@@ -108,6 +110,9 @@ pub async fn serve(
             )
             .max_decoding_message_size(max_message),
         )
+        .add_service(pb::session_service_server::SessionServiceServer::new(sessions::SessionApi(
+            services.clone(),
+        )))
         .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -25,6 +25,17 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.AuthService/Login", Access::Public),
     ("/cardhsm.v1.AuthService/Refresh", Access::Public),
     ("/cardhsm.v1.AuthService/WhoAmI", Access::Authenticated),
+    // RealmAuth checks a username and password itself, like Login.
+    ("/cardhsm.v1.AuthService/RealmAuth", Access::Public),
+    ("/cardhsm.v1.AuthService/Logout", Access::Authenticated),
+    ("/cardhsm.v1.AuthService/ChangePassword", Access::Authenticated),
+    // Everyone lists and revokes their own API keys; administrators anyone's (the service checks).
+    ("/cardhsm.v1.AuthService/ListApiKeys", Access::Authenticated),
+    ("/cardhsm.v1.AuthService/RevokeApiKey", Access::Authenticated),
+    ("/cardhsm.v1.SessionService/ListActiveSessions", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.SessionService/DeleteSession", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.SessionService/DeleteAllSessions", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.SessionService/SetIdleTimeout", Access::Roles(ADMIN)),
     ("/cardhsm.v1.CardService/ListCards", Access::Roles(ANY_ROLE)),
     ("/cardhsm.v1.CardService/GetCard", Access::Roles(ANY_ROLE)),
     ("/cardhsm.v1.CardService/RegisterCard", Access::Roles(OPERATORS)),
@@ -34,6 +45,8 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.CardService/RevokeCard", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CardService/PreUpdateCard", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CardService/ListTokens", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/ListReaders", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.CardService/WatchReaders", Access::Roles(OPERATORS)),
     // Authorities are created by administrators; anyone signed in may read them and the
     // profiles (they are public information: chains and CRLs are published anyway).
     ("/cardhsm.v1.IssuanceService/CreateAuthority", Access::Roles(ADMIN)),
@@ -64,6 +77,7 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.CertificateStoreService/DeleteCertificateBySubject", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.UserService/CreateUser", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.UserService/SetUserEnabled", Access::Roles(ADMIN)),
 ];
 
 /// Standard services that are not ours: health is public (load balancers probe it without
@@ -111,9 +125,16 @@ mod tests {
     }
 
     #[test]
-    fn only_login_refresh_and_health_are_public() {
+    fn only_login_refresh_realm_auth_and_health_are_public() {
         let public: Vec<_> = RULES.iter().filter(|(_, a)| *a == Access::Public).map(|(p, _)| *p).collect();
-        assert_eq!(public, ["/cardhsm.v1.AuthService/Login", "/cardhsm.v1.AuthService/Refresh"]);
+        assert_eq!(
+            public,
+            [
+                "/cardhsm.v1.AuthService/Login",
+                "/cardhsm.v1.AuthService/Refresh",
+                "/cardhsm.v1.AuthService/RealmAuth"
+            ]
+        );
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Some(Access::Public));
         assert_eq!(
             rule_for("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),

@@ -9,6 +9,7 @@ pub mod certstore;
 mod error;
 pub mod issuance;
 pub mod paging;
+pub mod readers;
 pub mod users;
 pub mod validate;
 
@@ -51,8 +52,12 @@ pub struct Principal {
     pub user_id: String,
     pub username: String,
     pub roles: Vec<Role>,
-    /// Unix seconds when the credential expires.
+    /// Unix seconds when the credential expires (0 for an API key, which lives until revoked).
     pub expires_at: i64,
+    /// The session the credential belongs to (an API key is a session of its realm).
+    pub session_id: String,
+    /// The API key presented, when the credential is one.
+    pub api_key_id: Option<String>,
 }
 
 impl Principal {
@@ -73,6 +78,7 @@ pub struct Services {
     pub cards: Arc<cards::CardService>,
     pub certstore: Arc<certstore::CertStoreService>,
     pub issuance: Arc<issuance::IssuanceService>,
+    pub readers: Arc<readers::ReaderService>,
     pub users: Arc<users::UserService>,
 }
 
@@ -89,7 +95,8 @@ impl Services {
         let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens.clone())?);
         let cards =
             Arc::new(cards::CardService::new(config, store.clone(), tokens.clone(), issuance.clone())?);
+        let readers = Arc::new(readers::ReaderService::new(&config.readers)?);
         let users = Arc::new(users::UserService::new(store, auth.clone()));
-        Ok(Services { auth, cards, certstore, issuance, users })
+        Ok(Services { auth, cards, certstore, issuance, readers, users })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Minimum password length for users created through the API.
-pub const MIN_PASSWORD_LEN: usize = 12;
+pub const MIN_PASSWORD_LEN: usize = super::auth::MIN_PASSWORD_LEN;
 
 /// A user as the API shows it (never the hash).
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +110,57 @@ impl UserService {
             })
             .await?;
         Ok(record.into())
+    }
+
+    /// Enables or disables a user. Disabling ends the user's sessions and API keys at once (and
+    /// sets the user's credentials not-before); enabling does not bring them back. An
+    /// administrator cannot disable themself.
+    pub async fn set_enabled(
+        &self,
+        actor: &Principal,
+        id: &str,
+        enabled: bool,
+    ) -> Result<UserView, ServiceError> {
+        if id.is_empty() {
+            return Err(ServiceError::invalid("id", "is required"));
+        }
+        if !enabled && id == actor.user_id {
+            return Err(ServiceError::FailedPrecondition("you cannot disable yourself".into()));
+        }
+        let lookup = id.to_owned();
+        let Some(user) =
+            self.store.read(move |c| users::by_id(c, &lookup).map_err(ServiceError::from)).await?
+        else {
+            return Err(ServiceError::NotFound(format!("no user {id:?}")));
+        };
+        let target = user.id.clone();
+        if enabled {
+            let actor = actor.username.clone();
+            self.store
+                .write(move |tx| {
+                    users::set_enabled(tx, &target, true)?;
+                    audit::append(
+                        tx,
+                        audit::AuditEntry {
+                            actor: &actor,
+                            action: "user.enable",
+                            target_type: "user",
+                            target_id: &target,
+                            detail: "{}".into(),
+                        },
+                    )?;
+                    Ok::<_, ServiceError>(())
+                })
+                .await?;
+        } else {
+            self.auth
+                .end_user_credentials(&actor.username, &user.id, "user.disable", move |tx| {
+                    users::set_enabled(tx, &target, false)?;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(UserView { enabled, ..UserView::from(user) })
     }
 
     pub async fn list(

@@ -173,6 +173,41 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX token_csrs_common_name ON token_csrs(token_serial, common_name);
     "#,
+    // 5: sign-in sessions (one per refresh-token family), idle timeouts per role, API keys,
+    // and a per-user not-before for credentials.
+    r#"
+    CREATE TABLE sessions (
+        id            TEXT PRIMARY KEY,   -- = the refresh-token family id
+        user_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        username      TEXT NOT NULL,
+        realm         TEXT NOT NULL,
+        roles         TEXT NOT NULL,
+        source_ip     TEXT NOT NULL,
+        agent         TEXT NOT NULL,
+        login_node    TEXT NOT NULL,
+        signed_in_at  INTEGER NOT NULL,
+        last_activity INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE TABLE session_idle_timeouts (
+        role    TEXT PRIMARY KEY,
+        minutes INTEGER NOT NULL
+    );
+    -- An API key is a session of its realm (same id) that lives until it is revoked.
+    CREATE TABLE api_keys (
+        id         TEXT PRIMARY KEY,      -- = the key's session id
+        key_hash   BLOB NOT NULL,         -- SHA-256 of the secret part; the key is never stored
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        username   TEXT NOT NULL,
+        realm      TEXT NOT NULL,
+        roles      TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used  INTEGER,
+        revoked_at INTEGER
+    );
+    ALTER TABLE users ADD COLUMN credentials_not_before INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this binary writes.

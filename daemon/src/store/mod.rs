@@ -2,6 +2,7 @@
 //! state change and its audit record commit in one transaction) and a small pool of read-only
 //! connections, all driven off the async executor.
 
+pub mod api_keys;
 pub mod audit;
 pub mod authorities;
 pub mod cards;
@@ -9,6 +10,7 @@ pub mod certificates;
 mod error;
 pub mod meta;
 mod migrations;
+pub mod sessions;
 pub mod token_certificates;
 pub mod token_csrs;
 pub mod tokens;

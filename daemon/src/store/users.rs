@@ -90,3 +90,28 @@ pub fn set_password_hash(tx: &Transaction<'_>, id: &str, hash: &str) -> Result<(
     )?;
     Ok(())
 }
+
+pub fn set_enabled(tx: &Transaction<'_>, id: &str, enabled: bool) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE users SET enabled = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, enabled, now()],
+    )? == 1)
+}
+
+/// Credentials (access tokens, API keys) issued before `at` are refused from now on.
+pub fn set_credentials_not_before(tx: &Transaction<'_>, id: &str, at: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE users SET credentials_not_before = MAX(credentials_not_before, ?2) WHERE id = ?1",
+        params![id, at],
+    )?;
+    Ok(())
+}
+
+/// Every user's credentials not-before that is set, user id → unix seconds.
+pub fn credentials_not_before(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = conn
+        .prepare("SELECT id, credentials_not_before FROM users WHERE credentials_not_before > 0")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}

@@ -41,6 +41,7 @@ pub struct Api {
     pub users: pb::user_service_client::UserServiceClient<Intercepted>,
     pub issuance: pb::issuance_service_client::IssuanceServiceClient<Intercepted>,
     pub certstore: pb::certificate_store_service_client::CertificateStoreServiceClient<Intercepted>,
+    pub sessions: pb::session_service_client::SessionServiceClient<Intercepted>,
 }
 
 pub async fn channel(endpoint: &str) -> Channel {
@@ -56,8 +57,10 @@ pub async fn api(endpoint: &str, token: Option<String>) -> Api {
         users: pb::user_service_client::UserServiceClient::with_interceptor(ch.clone(), b.clone()),
         issuance: pb::issuance_service_client::IssuanceServiceClient::with_interceptor(ch.clone(), b.clone()),
         certstore: pb::certificate_store_service_client::CertificateStoreServiceClient::with_interceptor(
-            ch, b,
+            ch.clone(),
+            b.clone(),
         ),
+        sessions: pb::session_service_client::SessionServiceClient::with_interceptor(ch, b),
     }
 }
 
@@ -116,6 +119,40 @@ pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
         "crls",
     ] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).expect("prepare");
+        let cols = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                let mut line = format!("{table}:");
+                for i in 0..cols {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    line.push_str(&format!("{v:?}|"));
+                }
+                Ok(line)
+            })
+            .expect("query");
+        for row in rows {
+            out.push(row.expect("row"));
+        }
+    }
+    out
+}
+
+/// [`store_snapshot`] plus the identity tables: sessions, idle timeouts, API keys. Leaves out
+/// the last-activity bookkeeping (written back in the background, at most every 30 s, by any
+/// authenticated call), which is not a state change.
+pub fn identity_snapshot(db: &std::path::Path) -> Vec<String> {
+    let mut out = store_snapshot(db);
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open db");
+    for (table, columns) in [
+        (
+            "sessions",
+            "id, user_id, username, realm, roles, source_ip, agent, login_node, signed_in_at, expires_at",
+        ),
+        ("session_idle_timeouts", "*"),
+        ("api_keys", "id, key_hash, user_id, username, realm, roles, created_at, revoked_at"),
+    ] {
+        let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {table} ORDER BY 1")).expect("prepare");
         let cols = stmt.column_count();
         let rows = stmt
             .query_map([], |r| {
