@@ -256,6 +256,29 @@ impl CardService for Fake {
             }],
         }))
     }
+
+    async fn list_readers(
+        &self,
+        request: Request<ListReadersRequest>,
+    ) -> Result<Response<ListReadersResponse>, Status> {
+        self.caller(&request)?;
+        Ok(Response::new(ListReadersResponse {
+            readers: vec![
+                Reader { name: "Virtual PCD 00 00".into(), card_present: true, atr: "3b8880".into() },
+                Reader { name: "Virtual PCD 00 01".into(), card_present: false, atr: String::new() },
+            ],
+            service_available: true,
+        }))
+    }
+
+    type WatchReadersStream = tonic::codegen::BoxStream<ReaderEvent>;
+
+    async fn watch_readers(
+        &self,
+        _: Request<WatchReadersRequest>,
+    ) -> Result<Response<Self::WatchReadersStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 #[tonic::async_trait]
