@@ -247,6 +247,18 @@ impl CardhsmClient {
         Ok(self.authed(ListTokensRequest {}, rpc!(CardServiceClient, list_tokens)).await?.tokens)
     }
 
+    /// `CardService.ListReaders`: the PC/SC readers, the card in each, and whether pcscd answers.
+    pub async fn list_readers(&self) -> Result<cardhsm_proto::v1::ListReadersResponse, ClientError> {
+        self.authed(cardhsm_proto::v1::ListReadersRequest {}, rpc!(CardServiceClient, list_readers)).await
+    }
+
+    /// `CardService.WatchReaders`: the readers now, then every change, until dropped.
+    pub async fn watch_readers(
+        &self,
+    ) -> Result<tonic::Streaming<cardhsm_proto::v1::ReaderEvent>, ClientError> {
+        self.authed(cardhsm_proto::v1::WatchReadersRequest {}, rpc!(CardServiceClient, watch_readers)).await
+    }
+
     // ---- UserService ----
 
     /// `UserService.CreateUser`.

@@ -421,7 +421,11 @@ impl Daemon {
 
     /// Starts the daemon on the base config with `extra_toml` merged in, talking PC/SC to the
     /// private `pcscd` (its readers, its virtual cards).
-    pub async fn start_with_pcscd(env: &TestEnv, extra_toml: &str, pcscd: &pcsc::Pcscd) -> anyhow::Result<Daemon> {
+    pub async fn start_with_pcscd(
+        env: &TestEnv,
+        extra_toml: &str,
+        pcscd: &pcsc::Pcscd,
+    ) -> anyhow::Result<Daemon> {
         let config = env.config_with(extra_toml)?;
         let mut daemon = Daemon::prepare(env, &config)?;
         daemon.pcsc_socket = pcscd.socket.clone();

@@ -35,6 +35,7 @@ fn register(serial: &str, policy: &str) -> pb::RegisterCardRequest {
         label: "Alice's badge".into(),
         pac_number: "000042".into(),
         policy: policy.into(),
+        reader: String::new(),
     }
 }
 

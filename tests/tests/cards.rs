@@ -19,6 +19,7 @@ fn register_req(serial: &str, owner: &str) -> pb::RegisterCardRequest {
         label: "Badge of user1".into(),
         pac_number: "004711".into(),
         policy: String::new(),
+        reader: String::new(),
     }
 }
 

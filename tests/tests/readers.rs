@@ -120,3 +120,122 @@ async fn without_pcscd_the_daemon_serves_and_says_the_service_is_unavailable() {
         expect_code(api.cards.list_readers(pb::ListReadersRequest {}).await, Code::FailedPrecondition);
     assert!(status.message().contains("[readers] enabled = false"), "{}", status.message());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_in_a_reader_is_registered_by_its_reader_and_followed() {
+    let env = TestEnv::new(0).expect("env");
+    let pcscd = Pcscd::start(env.path()).expect("pcscd");
+    let mut daemon = Daemon::start_with_pcscd(&env, "", &pcscd).await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let mut card = VirtualCard::new(&pcscd, &env.path().join("card.json"), GUID).expect("card");
+    let mut watch = api.cards.watch_readers(pb::WatchReadersRequest {}).await.expect("watch").into_inner();
+    card.insert().expect("insert");
+    // The reader reads the PIV card's CHUID: the token serial OpenSC's PKCS#11 module gives it.
+    let inserted = next(&mut watch, K::CardInserted).await;
+    assert_eq!(inserted.card_serial, card.token_serial());
+    assert_eq!(reader(&mut api).await.expect("reader").card_serial, card.token_serial());
+    // …which is what OpenSC says, read through the real module.
+    let (_, slots) = pcscd.pkcs11_tool(&["-L"]);
+    assert!(slots.contains(&format!("serial num         : {}", card.token_serial())), "{slots}");
+
+    // Bad ways to name it change nothing.
+    let before = store_snapshot(&env.store_path());
+    let by_reader = |reader: &str, serial: &str| pb::RegisterCardRequest {
+        token_serial: serial.into(),
+        reader: reader.into(),
+        owner: "alice@corp.example".into(),
+        ..Default::default()
+    };
+    expect_invalid_field(api.cards.register_card(by_reader(READER, "0011")).await, "token_serial");
+    expect_code(api.cards.register_card(by_reader("No Such Reader 00 00", "")).await, Code::NotFound);
+    expect_code(api.cards.register_card(by_reader("Virtual PCD 00 01", "")).await, Code::FailedPrecondition);
+    assert_eq!(store_snapshot(&env.store_path()), before);
+
+    // RegisterCard names "the card in reader X": bound to its token, ATR recorded, present.
+    let registered = api.cards.register_card(by_reader(READER, "")).await.expect("register").into_inner();
+    assert_eq!(registered.serial_number, card.token_serial());
+    assert_eq!(registered.atr, ATR);
+    assert!(registered.token_present);
+    assert_eq!(registered.label, format!("PIV card in {READER}"));
+
+    // token_present follows the card (listing reuses presence for up to a second: poll).
+    card.pull_out();
+    next(&mut watch, K::CardRemoved).await;
+    let gone = tokio::time::timeout(WAIT, async {
+        loop {
+            let c = api.cards.get_card(pb::GetCardRequest { id: registered.id.clone() }).await.expect("get");
+            if !c.into_inner().token_present {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "token_present stayed true after the card was pulled out");
+
+    // The ATR is recorded whenever the card is seen: forget it, restart, put the card back.
+    daemon.stop().await;
+    {
+        let conn = rusqlite::Connection::open(env.store_path()).expect("db");
+        conn.execute("UPDATE cards SET atr = '' WHERE id = ?1", [&registered.id]).expect("clear atr");
+    }
+    daemon.start_again().await.expect("restart");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let mut watch = api.cards.watch_readers(pb::WatchReadersRequest {}).await.expect("watch").into_inner();
+    next(&mut watch, K::ReaderAdded).await;
+    card.insert().expect("put back");
+    next(&mut watch, K::CardInserted).await;
+    let seen = tokio::time::timeout(WAIT, async {
+        loop {
+            let c = api.cards.get_card(pb::GetCardRequest { id: registered.id.clone() }).await.expect("get");
+            let c = c.into_inner();
+            if c.atr == ATR && c.token_present {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "the ATR was not recorded when the card was seen again");
+
+    // The CLI: `readers list` and `readers watch`.
+    let cli = CliHome::new(env.path());
+    cli.login(&daemon.endpoint, "admin", ADMIN_PASSWORD);
+    let listed = cli.json(&["readers", "list"]);
+    let first = listed["readers"].as_array().and_then(|r| r.iter().find(|r| r["name"] == READER)).cloned();
+    let first = first.expect("the reader in `readers list`");
+    assert_eq!(
+        (first["card_present"].as_bool(), first["card_serial"].as_str()),
+        (Some(true), Some(card.token_serial().as_str()))
+    );
+    let table = cli.run(&["readers", "list"]).ok().stdout;
+    assert!(table.starts_with("READER") && table.contains(ATR), "{table}");
+    let mut watcher = cli
+        .command(&["readers", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cardhsm readers watch");
+    let stdout = watcher.stdout.take().expect("stdout");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut line = async || tokio::time::timeout(WAIT, rx.recv()).await.expect("a watch line").expect("open");
+    // The picture first: the two vpcd slots, the card in the first; then the card pulled out.
+    let added = line().await;
+    assert!(added.starts_with("reader-added") && added.contains(READER), "{added}");
+    let inserted = line().await;
+    assert!(inserted.starts_with("card-inserted") && inserted.contains(ATR), "{inserted}");
+    assert!(inserted.contains(&format!("token {}", card.token_serial())), "{inserted}");
+    assert!(line().await.starts_with("reader-added"));
+    card.pull_out();
+    let removed = line().await;
+    assert!(removed.starts_with("card-removed") && removed.contains(READER), "{removed}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}

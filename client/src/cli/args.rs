@@ -68,6 +68,9 @@ pub enum Command {
     /// PKCS#11 tokens the daemon sees
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// PC/SC card readers and the cards in them
+    #[command(subcommand)]
+    Readers(ReadersCommand),
     /// Smart-card lifecycle
     #[command(subcommand)]
     Cards(CardsCommand),
@@ -297,6 +300,14 @@ pub enum TokensCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ReadersCommand {
+    /// List the readers and the card in each
+    List,
+    /// Print the readers, then every reader and card change as it happens (until interrupted)
+    Watch,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CardsCommand {
     /// List one owner's cards
     List {
@@ -321,8 +332,11 @@ pub enum CardsCommand {
     /// Bind a token to an owner (state assigned)
     Register {
         /// PKCS#11 serial number of the card's token
+        #[arg(long, required_unless_present = "reader", conflicts_with = "reader")]
+        token_serial: Option<String>,
+        /// The card in this PC/SC reader (see `cardhsm readers list`) instead of --token-serial
         #[arg(long)]
-        token_serial: String,
+        reader: Option<String>,
         /// Owner (user principal name)
         #[arg(long)]
         owner: String,

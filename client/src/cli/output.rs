@@ -3,7 +3,10 @@
 //! [`super::run`] picks one per command according to `--output`.
 
 use cardhsm_client::names::{card_state_name, revoke_reason_name, role_name};
-use cardhsm_client::v1::{CardInfo, CardKey, CardState, PageResponse, TokenInfo, User, WhoAmIResponse};
+use cardhsm_client::v1::{
+    CardInfo, CardKey, CardState, ListReadersResponse, PageResponse, ReaderEvent, ReaderEventKind, TokenInfo,
+    User, WhoAmIResponse,
+};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
@@ -306,6 +309,67 @@ pub fn tokens_table(tokens: &[TokenInfo]) -> String {
         ]);
     }
     table.render()
+}
+
+// ---- readers ----
+
+/// The PC/SC readers as JSON.
+pub fn readers_json(list: &ListReadersResponse) -> Value {
+    json!({
+        "service_available": list.service_available,
+        "readers": list.readers.iter().map(|r| json!({
+            "name": r.name,
+            "card_present": r.card_present,
+            "atr": r.atr,
+            "card_serial": r.card_serial,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The PC/SC readers for people.
+pub fn readers_table(list: &ListReadersResponse) -> String {
+    let mut table = Table::new(&["READER", "CARD", "ATR", "TOKEN SERIAL"]);
+    for r in &list.readers {
+        table.row([r.name.clone(), yes_no(r.card_present).to_owned(), r.atr.clone(), r.card_serial.clone()]);
+    }
+    let mut out = table.render();
+    if !list.service_available {
+        out.push_str("(pcscd is not answering)\n");
+    }
+    out
+}
+
+fn reader_event_kind(kind: i32) -> &'static str {
+    match ReaderEventKind::try_from(kind) {
+        Ok(ReaderEventKind::ReaderAdded) => "reader-added",
+        Ok(ReaderEventKind::ReaderRemoved) => "reader-removed",
+        Ok(ReaderEventKind::CardInserted) => "card-inserted",
+        Ok(ReaderEventKind::CardRemoved) => "card-removed",
+        _ => "unknown",
+    }
+}
+
+/// One reader event as a JSON line.
+pub fn reader_event_json(e: &ReaderEvent) -> Value {
+    json!({
+        "event": reader_event_kind(e.kind),
+        "reader": e.reader,
+        "atr": e.atr,
+        "card_serial": e.card_serial,
+        "at_ms": e.at_ms,
+    })
+}
+
+/// One reader event for people: `card-inserted  Virtual PCD 00 00  atr 3b…  token 8899…`.
+pub fn reader_event_line(e: &ReaderEvent) -> String {
+    let mut line = format!("{:<15} {}", reader_event_kind(e.kind), printable(&e.reader));
+    if !e.atr.is_empty() {
+        let _ = write!(line, "  atr {}", e.atr);
+    }
+    if !e.card_serial.is_empty() {
+        let _ = write!(line, "  token {}", printable(&e.card_serial));
+    }
+    line
 }
 
 // ---- users and identity ----

@@ -2,7 +2,9 @@
 //! other command loads the session into a [`CardhsmClient`] (which refreshes and re-saves rotated
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
-use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, TokensCommand, UsersCommand};
+use super::args::{
+    CardsCommand, Cli, Command, GlobalArgs, OutputFormat, ReadersCommand, TokensCommand, UsersCommand,
+};
 use super::{issuance, output, password, sessions, store};
 use cardhsm_client::v1::{RegisterCardRequest, Role};
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
@@ -182,6 +184,23 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
             let tokens = client.list_tokens().await?;
             print(format, || output::tokens_json(&tokens), || output::tokens_table(&tokens))
         }
+        Command::Readers(ReadersCommand::List) => {
+            let readers = client.list_readers().await?;
+            print(format, || output::readers_json(&readers), || output::readers_table(&readers))
+        }
+        Command::Readers(ReadersCommand::Watch) => {
+            let mut events = client.watch_readers().await?;
+            // One line per event (JSON lines with --output json), flushed as it comes.
+            while let Some(event) = events.message().await.map_err(ClientError::from)? {
+                let line = match format {
+                    OutputFormat::Json => output::reader_event_json(&event).to_string(),
+                    OutputFormat::Table => output::reader_event_line(&event),
+                };
+                println!("{line}");
+                let _ = io::stdout().flush();
+            }
+            Ok(())
+        }
         Command::Cards(command) => match command {
             CardsCommand::List { owner, state, page_size, page_token } => {
                 let page = client
@@ -194,13 +213,14 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
                 )
             }
             CardsCommand::Get { id } => card(client.get_card(&id).await?),
-            CardsCommand::Register { token_serial, owner, label, pac_number, policy } => {
+            CardsCommand::Register { token_serial, reader, owner, label, pac_number, policy } => {
                 let request = RegisterCardRequest {
-                    token_serial,
+                    token_serial: or_empty(token_serial),
                     owner,
                     label: or_empty(label),
                     pac_number: or_empty(pac_number),
                     policy: or_empty(policy),
+                    reader: or_empty(reader),
                 };
                 card(client.register_card(request).await?)
             }

@@ -264,8 +264,13 @@ impl CardService for Fake {
         self.caller(&request)?;
         Ok(Response::new(ListReadersResponse {
             readers: vec![
-                Reader { name: "Virtual PCD 00 00".into(), card_present: true, atr: "3b8880".into() },
-                Reader { name: "Virtual PCD 00 01".into(), card_present: false, atr: String::new() },
+                Reader {
+                    name: "Virtual PCD 00 00".into(),
+                    card_present: true,
+                    atr: "3b8880".into(),
+                    card_serial: "8899aabbccddeeff".into(),
+                },
+                Reader { name: "Virtual PCD 00 01".into(), ..Reader::default() },
             ],
             service_available: true,
         }))

@@ -118,7 +118,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A PC/SC reader as the API shows it.
 pub fn reader_to_pb(r: crate::reader::ReaderInfo) -> pb::Reader {
-    pb::Reader { name: r.name, card_present: r.card_present, atr: hex(&r.atr) }
+    pb::Reader { name: r.name, card_present: r.card_present, atr: hex(&r.atr), card_serial: r.card_serial }
 }
 
 fn reader_event_to_pb(e: crate::reader::ReaderEvent) -> pb::ReaderEvent {
@@ -129,7 +129,13 @@ fn reader_event_to_pb(e: crate::reader::ReaderEvent) -> pb::ReaderEvent {
         K::CardInserted => pb::ReaderEventKind::CardInserted,
         K::CardRemoved => pb::ReaderEventKind::CardRemoved,
     };
-    pb::ReaderEvent { kind: kind as i32, reader: e.reader, atr: hex(&e.atr), at_ms: e.at_ms }
+    pb::ReaderEvent {
+        kind: kind as i32,
+        reader: e.reader,
+        atr: hex(&e.atr),
+        at_ms: e.at_ms,
+        card_serial: e.card_serial,
+    }
 }
 
 /// WatchReaders' response stream.

@@ -191,6 +191,7 @@ impl pb::card_service_server::CardService for CardApi {
             label: r.label,
             pac_number: r.pac_number,
             policy: r.policy,
+            reader: r.reader,
         };
         let card = self.0.cards.register(&p, reg).await.map_err(to_status)?;
         Ok(Response::new(self.info(card).await))

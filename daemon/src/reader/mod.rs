@@ -5,7 +5,10 @@
 //! away and re-established with a backoff capped at one second, so the readers are back within
 //! about a second of pcscd, and a stopped pcscd costs one failed connect per second.
 
-use pcsc::{Context, Error as PcscError, PNP_NOTIFICATION, ReaderState, Scope, State};
+use pcsc::{
+    Context, Disposition, Error as PcscError, PNP_NOTIFICATION, Protocols, ReaderState, Scope, ShareMode,
+    State,
+};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,9 @@ pub struct ReaderInfo {
     pub card_present: bool,
     /// The card's ATR; empty when no card is present.
     pub atr: Vec<u8>,
+    /// The card's PKCS#11 token serial as OpenSC shows it, when the card is a PIV card whose
+    /// CHUID could be read ([`piv_token_serial`]); empty otherwise.
+    pub card_serial: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub struct ReaderEvent {
     pub reader: String,
     /// CardInserted: the card's ATR; empty otherwise.
     pub atr: Vec<u8>,
+    /// CardInserted: the card's token serial when known (see [`ReaderInfo::card_serial`]).
+    pub card_serial: String,
     /// Unix milliseconds.
     pub at_ms: i64,
 }
@@ -68,13 +76,18 @@ fn now_ms() -> i64 {
 impl Shared {
     /// Applies a change to the picture and broadcasts it, under one lock so that a subscriber
     /// taking a snapshot never misses or doubles an event.
-    fn apply(&self, kind: ReaderEventKind, reader: &str, atr: &[u8]) {
+    fn apply(&self, kind: ReaderEventKind, reader: &str, atr: &[u8], card_serial: &str) {
         let mut readers = lock(&self.readers);
         match kind {
             ReaderEventKind::ReaderAdded => {
                 readers.insert(
                     reader.to_owned(),
-                    ReaderInfo { name: reader.to_owned(), card_present: false, atr: Vec::new() },
+                    ReaderInfo {
+                        name: reader.to_owned(),
+                        card_present: false,
+                        atr: Vec::new(),
+                        card_serial: String::new(),
+                    },
                 );
             }
             ReaderEventKind::ReaderRemoved => {
@@ -84,12 +97,19 @@ impl Shared {
                 if let Some(r) = readers.get_mut(reader) {
                     r.card_present = kind == ReaderEventKind::CardInserted;
                     r.atr = atr.to_vec();
+                    r.card_serial = card_serial.to_owned();
                 }
             }
         }
-        tracing::info!(reader, event = ?kind, atr = %hex(atr), "PC/SC");
+        tracing::info!(reader, event = ?kind, atr = %hex(atr), card_serial, "PC/SC");
         // No receivers is fine: nobody is watching.
-        let _ = self.events.send(ReaderEvent { kind, reader: reader.to_owned(), atr: atr.to_vec(), at_ms: now_ms() });
+        let _ = self.events.send(ReaderEvent {
+            kind,
+            reader: reader.to_owned(),
+            atr: atr.to_vec(),
+            card_serial: card_serial.to_owned(),
+            at_ms: now_ms(),
+        });
     }
 
     /// pcscd went away: every reader (and card) is gone from our picture.
@@ -98,9 +118,9 @@ impl Shared {
             lock(&self.readers).values().map(|r| (r.name.clone(), r.card_present)).collect();
         for (name, present) in names {
             if present {
-                self.apply(ReaderEventKind::CardRemoved, &name, &[]);
+                self.apply(ReaderEventKind::CardRemoved, &name, &[], "");
             }
-            self.apply(ReaderEventKind::ReaderRemoved, &name, &[]);
+            self.apply(ReaderEventKind::ReaderRemoved, &name, &[], "");
         }
     }
 }
@@ -240,14 +260,14 @@ fn watch(shared: &Shared, ctx: &Context) -> Result<(), PcscError> {
             } else {
                 let name = rs.name().to_string_lossy().into_owned();
                 if lock(&shared.readers).get(&name).is_some_and(|r| r.card_present) {
-                    shared.apply(ReaderEventKind::CardRemoved, &name, &[]);
+                    shared.apply(ReaderEventKind::CardRemoved, &name, &[], "");
                 }
-                shared.apply(ReaderEventKind::ReaderRemoved, &name, &[]);
+                shared.apply(ReaderEventKind::ReaderRemoved, &name, &[], "");
             }
         }
         for n in &names {
             if !kept.iter().any(|rs| rs.name() == n.as_c_str()) {
-                shared.apply(ReaderEventKind::ReaderAdded, &n.to_string_lossy(), &[]);
+                shared.apply(ReaderEventKind::ReaderAdded, &n.to_string_lossy(), &[], "");
                 kept.push(ReaderState::new(n.clone(), State::UNAWARE));
             }
         }
@@ -270,17 +290,118 @@ fn watch(shared: &Shared, ctx: &Context) -> Result<(), PcscError> {
                 let present = event.contains(State::PRESENT) && !event.contains(State::MUTE);
                 let was = lock(&shared.readers).get(&name).map(|r| (r.card_present, r.atr.clone()));
                 match (was, present) {
-                    (Some((false, _)), true) => shared.apply(ReaderEventKind::CardInserted, &name, rs.atr()),
-                    (Some((true, _)), false) => shared.apply(ReaderEventKind::CardRemoved, &name, &[]),
+                    (Some((false, _)), true) => {
+                        let serial = piv_token_serial(ctx, rs.name()).unwrap_or_default();
+                        shared.apply(ReaderEventKind::CardInserted, &name, rs.atr(), &serial);
+                    }
+                    (Some((true, _)), false) => shared.apply(ReaderEventKind::CardRemoved, &name, &[], ""),
                     // Removed and re-inserted between two looks: say both.
                     (Some((true, old)), true) if old != rs.atr() => {
-                        shared.apply(ReaderEventKind::CardRemoved, &name, &[]);
-                        shared.apply(ReaderEventKind::CardInserted, &name, rs.atr());
+                        shared.apply(ReaderEventKind::CardRemoved, &name, &[], "");
+                        let serial = piv_token_serial(ctx, rs.name()).unwrap_or_default();
+                        shared.apply(ReaderEventKind::CardInserted, &name, rs.atr(), &serial);
                     }
                     _ => {}
                 }
             }
             rs.sync_current_state();
         }
+    }
+}
+
+/// SELECT of the PIV application (NIST SP 800-73-4), and GET DATA of the CHUID.
+const SELECT_PIV: [u8; 15] =
+    [0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x00];
+const GET_CHUID: [u8; 11] = [0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00];
+
+/// The token serial OpenSC's PKCS#11 module gives the PIV card in `reader`, read from the
+/// card's CHUID: the GUID when the FASC-N says agency 9999 (a "PIV compatible" card) and the
+/// GUID is not zero, else the FASC-N; OpenSC writes it in hex and PKCS#11 keeps the last 16
+/// characters. None for a card that is not PIV or cannot be read now (logged, not fatal: the
+/// reader still reports the card and its ATR).
+fn piv_token_serial(ctx: &Context, reader: &std::ffi::CStr) -> Option<String> {
+    let card = match ctx.connect(reader, ShareMode::Shared, Protocols::ANY) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot connect to the card to read its CHUID");
+            return None;
+        }
+    };
+    let chuid = (|| {
+        let mut buf = [0u8; 4096];
+        let answer = card.transmit(&SELECT_PIV, &mut buf).ok()?;
+        if !answer.ends_with(&[0x90, 0x00]) && answer.len() >= 2 && answer[answer.len() - 2] != 0x61 {
+            return None;
+        }
+        transmit_all(&card, &GET_CHUID)
+    })();
+    let _ = card.disconnect(Disposition::LeaveCard);
+    let chuid = chuid?;
+    let body = find_tlv(&chuid, 0x53)?;
+    let fascn = find_tlv(body, 0x30);
+    let guid = find_tlv(body, 0x34).filter(|g| g.len() == 16 && g.iter().any(|b| *b != 0));
+    let agency_9999 =
+        fascn.is_some_and(|f| f.len() == 25 && f[..3] == [0xD4, 0xE7, 0x39] && f[3] & 0x80 != 0);
+    let id = match (fascn, guid) {
+        (Some(f), _) if f.len() == 25 && !(agency_9999 && guid.is_some()) => f,
+        (_, Some(g)) => g,
+        _ => return None,
+    };
+    let hex = hex(id);
+    Some(hex[hex.len().saturating_sub(16)..].to_owned())
+}
+
+/// Sends `apdu` and collects the whole answer, following 61xx with GET RESPONSE; the status
+/// word must end as 9000. Returns the data without it.
+fn transmit_all(card: &pcsc::Card, apdu: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    let mut next = apdu.to_vec();
+    for _ in 0..64 {
+        let answer = card.transmit(&next, &mut buf).ok()?;
+        let (data, sw) = answer.split_at(answer.len().checked_sub(2)?);
+        out.extend_from_slice(data);
+        match (sw[0], sw[1]) {
+            (0x90, 0x00) => return Some(out),
+            (0x61, n) => next = vec![0x00, 0xC0, 0x00, 0x00, n],
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The value of the first BER-TLV with one-byte tag `tag` at the top level of `b`.
+fn find_tlv(mut b: &[u8], tag: u8) -> Option<&[u8]> {
+    while !b.is_empty() {
+        let t = *b.first()?;
+        let (len, header) = match *b.get(1)? {
+            n if n < 0x80 => (usize::from(n), 2),
+            0x81 => (usize::from(*b.get(2)?), 3),
+            0x82 => ((usize::from(*b.get(2)?) << 8) | usize::from(*b.get(3)?), 4),
+            _ => return None,
+        };
+        let value = b.get(header..header + len)?;
+        if t == tag {
+            return Some(value);
+        }
+        b = &b[header + len..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_top_level_tlvs_and_stops_at_truncation() {
+        let chuid = [0x53, 0x08, 0x30, 0x01, 0xAA, 0x34, 0x02, 0x01, 0x02, 0xFE];
+        let body = find_tlv(&chuid, 0x53).expect("53");
+        assert_eq!(find_tlv(body, 0x30), Some(&[0xAA][..]));
+        assert_eq!(find_tlv(body, 0x34), Some(&[0x01, 0x02][..]));
+        assert_eq!(find_tlv(body, 0x35), None);
+        assert_eq!(find_tlv(&[0x53, 0x05, 0x01], 0x53), None, "truncated value");
+        let long: Vec<u8> = [&[0x53, 0x81, 0x80][..], &[0u8; 0x80]].concat();
+        assert_eq!(find_tlv(&long, 0x53).map(<[u8]>::len), Some(0x80));
     }
 }

@@ -837,7 +837,11 @@ impl AuthService {
     /// Records activity in memory; writes it back to the store at most every
     /// [`ACTIVITY_WRITE_BACK_SECS`], off the request's path.
     fn touch(&self, s: &Arc<LiveSession>, now: i64) {
-        s.last_activity.fetch_max(now, Ordering::Relaxed);
+        // Read first: concurrent requests of one session then share the cache line instead of
+        // all writing it within the same second.
+        if s.last_activity.load(Ordering::Relaxed) < now {
+            s.last_activity.fetch_max(now, Ordering::Relaxed);
+        }
         let persisted = s.persisted_activity.load(Ordering::Relaxed);
         if now - persisted < ACTIVITY_WRITE_BACK_SECS
             || s.persisted_activity
@@ -1279,4 +1283,56 @@ pub fn random_token(bytes: usize) -> String {
 
 fn sha256(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(roles: &[Role], last_activity: i64, key: bool) -> LiveSession {
+        LiveSession {
+            rec: sessions::SessionRecord {
+                id: "s".into(),
+                user_id: "u".into(),
+                username: "n".into(),
+                realm: PASSWORD_REALM.into(),
+                roles: Vec::new(),
+                source_ip: String::new(),
+                agent: String::new(),
+                login_node: String::new(),
+                signed_in_at: 0,
+                last_activity,
+                expires_at: 10_000,
+            },
+            roles: roles.to_vec(),
+            expires_at: AtomicI64::new(10_000),
+            last_activity: AtomicI64::new(last_activity),
+            persisted_activity: AtomicI64::new(last_activity),
+            key_hash: key.then_some([0; 32]),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn idle_limit_is_the_shortest_non_zero_timeout_of_the_sessions_roles() {
+        let mut live = Live::default();
+        live.idle_minutes.insert(Role::User, 10);
+        live.idle_minutes.insert(Role::Operator, 0);
+        live.idle_minutes.insert(Role::Admin, 30);
+        assert_eq!(live.idle_limit(&session(&[Role::Admin, Role::User], 0, false)), Some(600));
+        assert_eq!(live.idle_limit(&session(&[Role::Admin], 0, false)), Some(1800));
+        assert_eq!(live.idle_limit(&session(&[Role::Operator], 0, false)), None, "0 = no timeout");
+        assert_eq!(live.idle_limit(&session(&[Role::User], 0, true)), None, "API keys do not idle out");
+    }
+
+    #[test]
+    fn a_session_is_dead_when_idle_past_its_limit_or_expired() {
+        let mut live = Live::default();
+        live.idle_minutes.insert(Role::User, 1);
+        let s = session(&[Role::User], 1000, false);
+        assert_eq!(live.dead(&s, 1060), None, "exactly at the limit is still live");
+        assert_eq!(live.dead(&s, 1061), Some("idle"));
+        assert_eq!(live.dead(&session(&[Role::Admin], 1000, false), 10_000), Some("expired"));
+        assert_eq!(live.dead(&session(&[Role::Admin], 1000, true), 10_000), None, "keys live until revoked");
+    }
 }

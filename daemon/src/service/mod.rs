@@ -93,9 +93,14 @@ impl Services {
         let auth = Arc::new(auth::AuthService::open(&config.auth, store.clone())?);
         let certstore = Arc::new(certstore::CertStoreService::new(config, store.clone(), tokens.clone()));
         let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens.clone())?);
-        let cards =
-            Arc::new(cards::CardService::new(config, store.clone(), tokens.clone(), issuance.clone())?);
         let readers = Arc::new(readers::ReaderService::new(&config.readers)?);
+        let cards = Arc::new(cards::CardService::new(
+            config,
+            store.clone(),
+            tokens.clone(),
+            issuance.clone(),
+            readers.clone(),
+        )?);
         let users = Arc::new(users::UserService::new(store, auth.clone()));
         Ok(Services { auth, cards, certstore, issuance, readers, users })
     }

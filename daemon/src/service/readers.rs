@@ -42,6 +42,41 @@ impl ReaderService {
         Ok((m.readers(), m.service_available()))
     }
 
+    /// The card in reader `name`, or why not: NOT_FOUND for an unknown reader,
+    /// FAILED_PRECONDITION for an empty one or a card that is not a readable PIV card.
+    pub fn card_in(&self, field: &str, name: &str) -> Result<ReaderInfo, ServiceError> {
+        let reader = self
+            .monitor()?
+            .readers()
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| ServiceError::NotFound(format!("no card reader named {name:?} ({field})")))?;
+        if !reader.card_present {
+            return Err(ServiceError::FailedPrecondition(format!("there is no card in reader {name:?}")));
+        }
+        if reader.card_serial.is_empty() {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "the card in reader {name:?} is not a PIV card whose CHUID could be read"
+            )));
+        }
+        Ok(reader)
+    }
+
+    /// Token serials and ATRs of the identified cards in the readers now (empty when
+    /// readers are disabled).
+    pub fn cards_present(&self) -> Vec<(String, Vec<u8>)> {
+        self.monitor
+            .as_ref()
+            .map(|m| {
+                m.readers()
+                    .into_iter()
+                    .filter(|r| r.card_present && !r.card_serial.is_empty())
+                    .map(|r| (r.card_serial, r.atr))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The current picture as events, then every change, until the receiver is dropped. A
     /// watcher too slow to keep up is ended with an error rather than silently skipping events.
     pub fn watch(&self) -> Result<mpsc::Receiver<Result<ReaderEvent, ServiceError>>, ServiceError> {
@@ -49,12 +84,24 @@ impl ReaderService {
         let (tx, out) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(async move {
             for r in snapshot {
-                let added = ReaderEvent { kind: ReaderEventKind::ReaderAdded, reader: r.name.clone(), atr: Vec::new(), at_ms: 0 };
+                let added = ReaderEvent {
+                    kind: ReaderEventKind::ReaderAdded,
+                    reader: r.name.clone(),
+                    atr: Vec::new(),
+                    card_serial: String::new(),
+                    at_ms: 0,
+                };
                 if tx.send(Ok(added)).await.is_err() {
                     return;
                 }
                 if r.card_present {
-                    let inserted = ReaderEvent { kind: ReaderEventKind::CardInserted, reader: r.name, atr: r.atr, at_ms: 0 };
+                    let inserted = ReaderEvent {
+                        kind: ReaderEventKind::CardInserted,
+                        reader: r.name,
+                        atr: r.atr,
+                        card_serial: r.card_serial,
+                        at_ms: 0,
+                    };
                     if tx.send(Ok(inserted)).await.is_err() {
                         return;
                     }

@@ -179,6 +179,21 @@ pub fn update(tx: &Transaction<'_>, card: &CardRecord) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Sets the ATR of the live card bound to `token_serial` (when it differs); returns how many
+/// cards changed (0 or 1).
+pub fn record_atr(
+    tx: &Transaction<'_>,
+    token_serial: &str,
+    atr: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE cards SET atr = ?2, updated_at = ?3 WHERE token_serial = ?1 AND state <> 'REVOKED' AND atr <> ?2",
+        )?
+        .execute(params![token_serial, atr, now])?)
+}
+
 /// Replaces the card's recorded keys.
 pub fn replace_keys(tx: &Transaction<'_>, card_id: &str, keys: &[CardKeyRecord]) -> Result<(), StoreError> {
     tx.prepare_cached("DELETE FROM card_keys WHERE card_id = ?1")?.execute(params![card_id])?;

@@ -6,6 +6,7 @@
 pub mod lifecycle;
 
 use super::issuance::{IssuanceService, record_issued};
+use super::readers::ReaderService;
 use super::{Principal, ServiceError, paging, validate};
 use crate::pki::{self, RevocationReason};
 use crate::store::cards::{
@@ -81,6 +82,8 @@ pub struct Registration {
     pub label: String,
     pub pac_number: String,
     pub policy: String,
+    /// The card in this PC/SC reader instead of `token_serial`.
+    pub reader: String,
 }
 
 #[derive(Debug)]
@@ -89,6 +92,8 @@ pub struct CardService {
     tokens: TokenManager,
     /// Signs card certificates and revokes / holds them with the card.
     issuance: Arc<IssuanceService>,
+    /// Cards in PC/SC readers: presence, ATR, "the card in reader X".
+    readers: Arc<ReaderService>,
     /// `cards.authority`: the authority (by name) of card certificates.
     authority: Option<String>,
     policies: Vec<CardPolicy>,
@@ -104,6 +109,7 @@ impl CardService {
         store: Store,
         tokens: TokenManager,
         issuance: Arc<IssuanceService>,
+        readers: Arc<ReaderService>,
     ) -> Result<Self, ServiceError> {
         for p in config.card_policies() {
             for k in &p.keys {
@@ -117,10 +123,12 @@ impl CardService {
                 }
             }
         }
+        record_atrs(&readers, store.clone());
         Ok(CardService {
             store,
             tokens,
             issuance,
+            readers,
             authority: config.cards.authority.clone(),
             policies: config.card_policies(),
             default_policy: config.cards.default_policy.clone(),
@@ -166,35 +174,52 @@ impl CardService {
 
     /// Binds a present card token to an owner: state ASSIGNED.
     pub async fn register(&self, actor: &Principal, reg: Registration) -> Result<Card, ServiceError> {
-        let serial = validate::identifier("token_serial", &reg.token_serial, 32, true)?;
+        let reader = validate::text("reader", &reg.reader, 128)?;
         let owner = validate::owner("owner", &reg.owner)?;
         let label = validate::text("label", &reg.label, 64)?;
         let pac_number = validate::identifier("pac_number", &reg.pac_number, 64, false)?;
         let policy = self.policy("policy", &reg.policy)?.name;
-        let token = self
-            .tokens
-            .list_tokens()
-            .await?
-            .into_iter()
-            .find(|t| t.serial == serial && t.present)
-            .ok_or_else(|| ServiceError::NotFound(format!("no token with serial {serial:?} is present")))?;
-        if token.role == Some(TokenRole::Daemon) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "token {serial:?} is the daemon's own token and cannot be a card"
-            )));
-        }
+        // The card is named by its token serial, or as the card in a reader.
+        let (serial, token_label, atr) = if reader.is_empty() {
+            let serial = validate::identifier("token_serial", &reg.token_serial, 32, true)?;
+            let token = self
+                .tokens
+                .list_tokens()
+                .await?
+                .into_iter()
+                .find(|t| t.serial == serial && t.present)
+                .ok_or_else(|| {
+                    ServiceError::NotFound(format!("no token with serial {serial:?} is present"))
+                })?;
+            if token.role == Some(TokenRole::Daemon) {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "token {serial:?} is the daemon's own token and cannot be a card"
+                )));
+            }
+            (serial, token.label, String::new())
+        } else {
+            if !reg.token_serial.trim().is_empty() {
+                return Err(ServiceError::invalid(
+                    "token_serial",
+                    "give either token_serial or reader, not both",
+                ));
+            }
+            let in_reader = self.readers.card_in("reader", &reader)?;
+            let atr: String = in_reader.atr.iter().map(|b| format!("{b:02x}")).collect();
+            (in_reader.card_serial, format!("PIV card in {reader}"), atr)
+        };
         let now = store::now();
         let card = CardRecord {
             id: uuid::Uuid::new_v4().to_string(),
             token_serial: serial,
             owner,
-            label: if label.is_empty() { token.label.clone() } else { label },
+            label: if label.is_empty() { token_label } else { label },
             pac_number,
             state: CardState::Assigned,
             policy,
             pending_policy: None,
             revoke_reason: None,
-            atr: String::new(),
+            atr,
             issue_generation: 0,
             created_at: now,
             updated_at: now,
@@ -650,13 +675,16 @@ impl CardService {
         {
             return set.clone();
         }
-        let set: Arc<HashSet<String>> = match self.tokens.list_tokens().await {
-            Ok(list) => Arc::new(list.into_iter().filter(|t| t.present).map(|t| t.serial).collect()),
+        let mut set: HashSet<String> = match self.tokens.list_tokens().await {
+            Ok(list) => list.into_iter().filter(|t| t.present).map(|t| t.serial).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list tokens for presence");
-                Arc::default()
+                HashSet::new()
             }
         };
+        // A card in a reader is present even when the PKCS#11 module does not show it.
+        set.extend(self.readers.cards_present().into_iter().map(|(serial, _)| serial));
+        let set = Arc::new(set);
         if let Ok(mut guard) = self.presence.lock() {
             *guard = Some((Instant::now(), set.clone()));
         }
@@ -770,6 +798,32 @@ impl CardService {
             )
         })
     }
+}
+
+/// Keeps the ATR of live cards up to date: whenever a card whose token serial the reader
+/// could read is inserted, the live card bound to that token gets its ATR (an observation, not
+/// a state change: no audit record). Runs until the readers stop (never, in a daemon).
+fn record_atrs(readers: &ReaderService, store: Store) {
+    let Ok(mut events) = readers.watch() else {
+        return; // readers disabled
+    };
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = events.recv().await {
+            if event.kind != crate::reader::ReaderEventKind::CardInserted || event.card_serial.is_empty() {
+                continue;
+            }
+            let atr: String = event.atr.iter().map(|b| format!("{b:02x}")).collect();
+            let serial = event.card_serial.clone();
+            let result = store
+                .write(move |tx| {
+                    card_store::record_atr(tx, &serial, &atr, store::now()).map_err(ServiceError::from)
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, token = %event.card_serial, "could not record a card's ATR");
+            }
+        }
+    });
 }
 
 fn audit_action(action: CardAction) -> &'static str {
