@@ -239,3 +239,137 @@ async fn a_card_in_a_reader_is_registered_by_its_reader_and_followed() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_piv_card_in_a_reader_is_issued_with_keys_and_certificates_opensc_can_use() {
+    let env = TestEnv::new(0).expect("env");
+    let dir = env.path();
+    let pcscd = Pcscd::start(dir).expect("pcscd");
+    let daemon =
+        Daemon::start_with_pcscd(&env, "[cards]\nauthority = \"Badge CA\"\n", &pcscd).await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let ca = api
+        .issuance
+        .create_authority(create_req(
+            "Badge CA",
+            "EC:P-256",
+            "CN=Badge CA,O=Corp",
+            pb::AuthorityKind::Root,
+            "",
+        ))
+        .await
+        .expect("authority")
+        .into_inner();
+    write(dir, "ca.pem", &ca.certificate_pem);
+    let mut card = VirtualCard::new(&pcscd, &dir.join("card.json"), GUID).expect("card");
+    let mut watch = api.cards.watch_readers(pb::WatchReadersRequest {}).await.expect("watch").into_inner();
+    card.insert().expect("insert");
+    next(&mut watch, K::CardInserted).await;
+    let registered = api
+        .cards
+        .register_card(pb::RegisterCardRequest {
+            reader: READER.into(),
+            owner: "alice@corp.example".into(),
+            policy: "piv".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner();
+
+    // Pulled out before the issue: refused, and the record says the issue is pending.
+    card.pull_out();
+    next(&mut watch, K::CardRemoved).await;
+    let refused = api.cards.issue_card(pb::IssueCardRequest { id: registered.id.clone() }).await;
+    assert!(refused.is_err(), "issued onto a card that is not there");
+    let pending = api.cards.get_card(pb::GetCardRequest { id: registered.id.clone() }).await.expect("get");
+    assert_eq!(pending.into_inner().state, pb::CardState::PendingIssue as i32);
+
+    // Put back, retried: keys generated on the card (slots 9A and 9C), certificates written.
+    card.insert().expect("put back");
+    next(&mut watch, K::CardInserted).await;
+    let issued = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: registered.id.clone() })
+        .await
+        .expect("issue")
+        .into_inner();
+    assert_eq!(issued.state, pb::CardState::Active as i32);
+    let ids: Vec<&str> = issued.keys.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["01", "02"], "PIV slots 9A and 9C, as OpenSC numbers them");
+
+    // OpenSC, through its PKCS#11 module, sees both certificates, issued by our CA to Alice.
+    let (ok, objects) = pcscd.pkcs11_tool(&["-O"]);
+    assert!(ok, "{objects}");
+    assert_eq!(objects.matches("Certificate Object").count(), 2, "{objects}");
+    assert!(objects.contains("subject:    DN: CN=alice@corp.example"), "{objects}");
+    for key in &issued.keys {
+        let cert = key.certificate.as_ref().expect("certificate");
+        let file = format!("{}.der", key.label);
+        let path = dir.join(&file);
+        let (ok, text) = pcscd.pkcs11_tool(&[
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            &key.key_id,
+            "-o",
+            &path.to_string_lossy(),
+        ]);
+        assert!(ok, "{text}");
+        let pem = openssl(dir, &["x509", "-in", &file, "-inform", "DER"]);
+        assert_eq!(pem.trim(), cert.certificate_pem.trim(), "the certificate on the card is the one issued");
+        write(dir, &format!("{}.pem", key.label), &cert.certificate_pem);
+        let out = openssl(dir, &["verify", "-CAfile", "ca.pem", &format!("{}.pem", key.label)]);
+        assert!(out.contains(": OK"), "{out}");
+    }
+    // The card key signs (PIN 123456) and the issued certificate verifies the signature.
+    std::fs::write(dir.join("digest.bin"), [0x17u8; 32]).expect("digest");
+    let (ok, text) = pcscd.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        "123456",
+        "--sign",
+        "--id",
+        "01",
+        "-m",
+        "ECDSA",
+        "--signature-format",
+        "openssl",
+        "--input-file",
+        &dir.join("digest.bin").to_string_lossy(),
+        "--output-file",
+        &dir.join("sig.der").to_string_lossy(),
+    ]);
+    assert!(ok, "{text}");
+    write(dir, "auth.pem", &issued.keys[0].certificate.as_ref().expect("cert").certificate_pem);
+    openssl(dir, &["x509", "-in", "auth.pem", "-pubkey", "-noout", "-out", "auth-pub.pem"]);
+    let verified = openssl(
+        dir,
+        &[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "auth-pub.pem",
+            "-in",
+            "digest.bin",
+            "-sigfile",
+            "sig.der",
+        ],
+    );
+    assert!(verified.contains("Signature Verified Successfully"), "{verified}");
+
+    // The lifecycle works on the reader card as on any other: disable holds, revoke revokes.
+    let disabled =
+        api.cards.disable_card(pb::CardActionRequest { id: registered.id.clone(), comment: String::new() });
+    let disabled = disabled.await.expect("disable").into_inner();
+    assert!(disabled.keys.iter().all(|k| k.certificate.as_ref().is_some_and(|c| c.status == "ON_HOLD")));
+    let revoked = api
+        .cards
+        .revoke_card(pb::RevokeCardRequest { id: registered.id.clone(), reason: 7, comment: String::new() })
+        .await
+        .expect("revoke")
+        .into_inner();
+    assert!(revoked.keys.iter().all(|k| k.certificate.as_ref().is_some_and(|c| c.status == "REVOKED")));
+}

@@ -5,6 +5,8 @@
 //! away and re-established with a backoff capped at one second, so the readers are back within
 //! about a second of pcscd, and a stopped pcscd costs one failed connect per second.
 
+pub mod piv;
+
 use pcsc::{
     Context, Disposition, Error as PcscError, PNP_NOTIFICATION, Protocols, ReaderState, Scope, ShareMode,
     State,

@@ -3,6 +3,7 @@
 //! watcher never has to list and watch separately and race between the two).
 
 use super::ServiceError;
+use crate::reader::piv::{self, PivError, PivSlot};
 use crate::reader::{ReaderEvent, ReaderEventKind, ReaderInfo, ReaderMonitor};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -60,6 +61,36 @@ impl ReaderService {
             )));
         }
         Ok(reader)
+    }
+
+    /// The reader holding the identified PIV card whose token serial is `token_serial`.
+    pub fn reader_of(&self, token_serial: &str) -> Option<String> {
+        self.monitor.as_ref().and_then(|m| {
+            m.readers().into_iter().find(|r| r.card_present && r.card_serial == token_serial).map(|r| r.name)
+        })
+    }
+
+    /// Generates an EC P-256 key in `slot` of the PIV card in `reader`; its public key (SPKI).
+    pub async fn piv_generate(&self, reader: &str, slot: PivSlot) -> Result<Vec<u8>, ServiceError> {
+        let name = reader.to_owned();
+        tokio::task::spawn_blocking(move || piv::generate_p256(&name, slot))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("PIV task: {e}")))?
+            .map_err(|e| piv_error(reader, e))
+    }
+
+    /// Writes (or, with None, clears) the certificate of `slot` on the PIV card in `reader`.
+    pub async fn piv_put_certificate(
+        &self,
+        reader: &str,
+        slot: PivSlot,
+        der: Option<Vec<u8>>,
+    ) -> Result<(), ServiceError> {
+        let name = reader.to_owned();
+        tokio::task::spawn_blocking(move || piv::put_certificate(&name, slot, der.as_deref()))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("PIV task: {e}")))?
+            .map_err(|e| piv_error(reader, e))
     }
 
     /// Token serials and ATRs of the identified cards in the readers now (empty when
@@ -122,5 +153,22 @@ impl ReaderService {
             }
         });
         Ok(out)
+    }
+}
+
+/// A card pulled out or a reader gone is something to retry; a card that refuses is not.
+fn piv_error(reader: &str, e: PivError) -> ServiceError {
+    match e {
+        PivError::Pcsc(
+            pcsc::Error::RemovedCard
+            | pcsc::Error::NoSmartcard
+            | pcsc::Error::ResetCard
+            | pcsc::Error::UnknownReader
+            | pcsc::Error::ReaderUnavailable
+            | pcsc::Error::NoService
+            | pcsc::Error::SharingViolation,
+        ) => ServiceError::Unavailable(format!("the card in reader {reader:?} cannot be used now: {e}")),
+        PivError::Status { .. } => ServiceError::FailedPrecondition(format!("the card in reader {reader:?} refused: {e}")),
+        other => ServiceError::Internal(format!("reader {reader:?}: {other}")),
     }
 }

@@ -7,6 +7,7 @@ pub mod lifecycle;
 
 use super::issuance::{IssuanceService, record_issued};
 use super::readers::ReaderService;
+use crate::reader::piv::{PivSlot, SLOTS as PIV_SLOTS};
 use super::{Principal, ServiceError, paging, validate};
 use crate::pki::{self, RevocationReason};
 use crate::store::cards::{
@@ -272,6 +273,7 @@ impl CardService {
         // Before anything changes: a policy with certificates needs its authority.
         let current = self.load(&id).await?;
         let wanted = self.policy("policy", current.pending_policy.as_deref().unwrap_or(&current.policy))?;
+        self.backend(&current).check(&wanted)?;
         self.card_authority(&wanted).await?;
 
         // Step 1: PENDING_ISSUE, durably, before touching the token.
@@ -310,26 +312,16 @@ impl CardService {
         let authority = self.card_authority(&policy).await?;
         let serial = started.token_serial.clone();
 
-        // Step 2: keys on the token. Ids derive from (card, label, generation), so a resumed
-        // issuance first removes what an interrupted one may have left, then regenerates.
+        let backend = self.backend(&started);
+        backend.check(&policy)?;
+
+        // Step 2: keys on the card. Key ids are stable for a given issuance (derived from card,
+        // label and generation on a token; the key slot on a PIV card), so a resumed issuance
+        // first removes what an interrupted one may have left, then regenerates.
         let mut keys = Vec::with_capacity(policy.keys.len());
         let mut signed: Vec<(String, CertificateRecord, pki::ParsedCertificate)> = Vec::new();
-        for spec in &policy.keys {
-            let key_id = derive_key_id(&started.id, &spec.label, started.issue_generation);
-            self.tokens.delete_certificates(&serial, key_id.clone()).await?;
-            self.tokens.delete_key_pair(&serial, key_id.clone()).await?;
-            let generated = self
-                .tokens
-                .generate_key_pair(
-                    &serial,
-                    KeyPairRequest {
-                        label: spec.label.clone(),
-                        id: key_id,
-                        algorithm: spec.algorithm,
-                        persistent: true,
-                    },
-                )
-                .await?;
+        for (index, spec) in policy.keys.iter().enumerate() {
+            let generated = self.make_key(&backend, &started, index, spec).await?;
             // Step 2a: the key's certificate, signed in the HSM (verified) but not yet recorded.
             if let (Some(profile), Some(authority)) = (&spec.certificate_profile, &authority) {
                 let params = HashMap::from([("commonName".to_owned(), started.owner.clone())]);
@@ -342,9 +334,9 @@ impl CardService {
                 signed.push((spec.label.clone(), rec, parsed));
             }
             keys.push(CardKeyRecord {
-                label: generated.label,
+                label: spec.label.clone(),
                 key_id: generated.id,
-                algorithm: generated.algorithm.as_str().to_owned(),
+                algorithm: spec.algorithm.as_str().to_owned(),
                 public_key_der: generated.public_key_der,
                 created_at: store::now(),
                 certificate: None,
@@ -392,19 +384,7 @@ impl CardService {
             let key = keys.iter().find(|k| &k.label == label).ok_or_else(|| {
                 ServiceError::Internal(format!("certificate for key {label:?} that was not generated"))
             })?;
-            self.tokens
-                .create_certificate(
-                    &serial,
-                    CertificateObject {
-                        id: key.key_id.clone(),
-                        label: label.clone(),
-                        value: parsed.der.clone(),
-                        subject: parsed.subject_der.clone(),
-                        issuer: parsed.issuer_der.clone(),
-                        serial_number: parsed.serial_der.clone(),
-                    },
-                )
-                .await?;
+            self.write_certificate(&backend, &serial, &key.key_id, label, parsed).await?;
         }
         for key in &mut keys {
             if let Some((_, rec, parsed)) = signed.iter().find(|(l, _, _)| *l == key.label) {
@@ -509,11 +489,7 @@ impl CardService {
             Err(e) => {
                 // The card was revoked (or changed) under us: take back what was just made.
                 for k in &keys {
-                    let removed = match self.tokens.delete_certificates(&serial, k.key_id.clone()).await {
-                        Ok(_) => self.tokens.delete_key_pair(&serial, k.key_id.clone()).await.map(|_| ()),
-                        Err(e) => Err(e),
-                    };
-                    if let Err(del) = removed {
+                    if let Err(del) = self.remove_key(&backend, &serial, &k.key_id).await {
                         tracing::warn!(card = %started.id, error = %del, "could not remove keys of an abandoned issuance");
                     }
                 }
@@ -524,18 +500,113 @@ impl CardService {
         // leave the card. Best effort: the card is already ACTIVE with its new keys, and the
         // old certificates are revoked; a failure here is only logged.
         for old in old_keys.iter().filter(|o| !card.keys.iter().any(|k| k.key_id == o.key_id)) {
-            let removed = match self.tokens.delete_certificates(&card.token_serial, old.key_id.clone()).await
-            {
-                Ok(_) => {
-                    self.tokens.delete_key_pair(&card.token_serial, old.key_id.clone()).await.map(|_| ())
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = removed {
+            if let Err(e) = self.remove_key(&backend, &card.token_serial, &old.key_id).await {
                 tracing::warn!(card = %card.id, key = %old.label, error = %e, "could not delete a superseded key");
             }
         }
         Ok(card)
+    }
+
+    /// Where this card's keys live: the PIV card in a reader when one holds it (provisioned
+    /// with APDUs: PKCS#11 cannot generate keys on PIV cards), else its PKCS#11 token.
+    fn backend(&self, card: &Card) -> Backend {
+        match self.readers.reader_of(&card.token_serial) {
+            Some(reader) => Backend::Piv { reader },
+            None => Backend::Token,
+        }
+    }
+
+    /// A new key pair for the policy's `index`-th key, after removing what an interrupted
+    /// issuance may have left in its place.
+    async fn make_key(
+        &self,
+        backend: &Backend,
+        card: &Card,
+        index: usize,
+        spec: &hsm_config::CardKeySpec,
+    ) -> Result<crate::token::GeneratedKeyPair, ServiceError> {
+        match backend {
+            Backend::Token => {
+                let key_id = derive_key_id(&card.id, &spec.label, card.issue_generation);
+                self.remove_key(backend, &card.token_serial, &key_id).await?;
+                Ok(self
+                    .tokens
+                    .generate_key_pair(
+                        &card.token_serial,
+                        KeyPairRequest {
+                            label: spec.label.clone(),
+                            id: key_id,
+                            algorithm: spec.algorithm,
+                            persistent: true,
+                        },
+                    )
+                    .await?)
+            }
+            Backend::Piv { reader } => {
+                let slot = PIV_SLOTS.get(index).copied().ok_or_else(|| {
+                    ServiceError::Internal(format!("no PIV key slot for key {index}"))
+                })?;
+                self.readers.piv_put_certificate(reader, slot, None).await?;
+                let public_key_der = self.readers.piv_generate(reader, slot).await?;
+                Ok(crate::token::GeneratedKeyPair {
+                    id: vec![slot.pkcs11_id],
+                    label: spec.label.clone(),
+                    algorithm: spec.algorithm,
+                    public_key_der,
+                })
+            }
+        }
+    }
+
+    /// Puts a certificate on the card next to its key (same CKA_ID / key slot).
+    async fn write_certificate(
+        &self,
+        backend: &Backend,
+        serial: &str,
+        key_id: &[u8],
+        label: &str,
+        parsed: &pki::ParsedCertificate,
+    ) -> Result<(), ServiceError> {
+        match backend {
+            Backend::Token => Ok(self
+                .tokens
+                .create_certificate(
+                    serial,
+                    CertificateObject {
+                        id: key_id.to_vec(),
+                        label: label.to_owned(),
+                        value: parsed.der.clone(),
+                        subject: parsed.subject_der.clone(),
+                        issuer: parsed.issuer_der.clone(),
+                        serial_number: parsed.serial_der.clone(),
+                    },
+                )
+                .await?),
+            Backend::Piv { reader } => {
+                self.readers.piv_put_certificate(reader, piv_slot(key_id)?, Some(parsed.der.clone())).await
+            }
+        }
+    }
+
+    /// Removes a key and its certificate from the card (on a PIV card the key stays in its
+    /// slot until the slot is generated again; its certificate goes).
+    async fn remove_key(&self, backend: &Backend, serial: &str, key_id: &[u8]) -> Result<(), ServiceError> {
+        self.remove_certificate(backend, serial, key_id).await?;
+        if let Backend::Token = backend {
+            self.tokens.delete_key_pair(serial, key_id.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the certificate of a key from the card.
+    async fn remove_certificate(&self, backend: &Backend, serial: &str, key_id: &[u8]) -> Result<(), ServiceError> {
+        match backend {
+            Backend::Token => {
+                self.tokens.delete_certificates(serial, key_id.to_vec()).await?;
+                Ok(())
+            }
+            Backend::Piv { reader } => self.readers.piv_put_certificate(reader, piv_slot(key_id)?, None).await,
+        }
     }
 
     /// The authority that certifies the policy's keys: None when no key asks for a
@@ -635,8 +706,9 @@ impl CardService {
             .await?;
         // After the commit: the revoked certificates leave the card. Best effort (they are
         // revoked whatever happens here); the keys stay until the card is issued again.
+        let backend = self.backend(&card);
         for (key, _) in &dropped {
-            if let Err(e) = self.tokens.delete_certificates(&serial, key.key_id.clone()).await {
+            if let Err(e) = self.remove_certificate(&backend, &serial, &key.key_id).await {
                 tracing::warn!(card = %updated.id, key = %key.label, error = %e, "could not delete a certificate the new policy drops");
             }
         }
@@ -798,6 +870,46 @@ impl CardService {
             )
         })
     }
+}
+
+/// Where a card's keys and certificates live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Backend {
+    /// A PKCS#11 token the daemon's module sees: key ids derive from (card, label, generation).
+    Token,
+    /// A PIV card in this reader, provisioned with APDUs: one key slot per policy key.
+    Piv { reader: String },
+}
+
+impl Backend {
+    /// What a PIV card can carry: up to four keys (slots 9A, 9C, 9D, 9E), EC P-256.
+    fn check(&self, policy: &CardPolicy) -> Result<(), ServiceError> {
+        if let Backend::Piv { reader } = self {
+            if policy.keys.len() > PIV_SLOTS.len() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "card policy {:?} has {} keys; the PIV card in {reader:?} has {} key slots",
+                    policy.name,
+                    policy.keys.len(),
+                    PIV_SLOTS.len()
+                )));
+            }
+            if let Some(k) = policy.keys.iter().find(|k| k.algorithm != hsm_config::KeyAlgorithm::EcP256) {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "card policy {:?} asks for a {} key ({}); PIV cards are provisioned with EC:P-256 keys",
+                    policy.name,
+                    k.algorithm.as_str(),
+                    k.label
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The PIV key slot of a card key (its CKA_ID as OpenSC shows it).
+fn piv_slot(key_id: &[u8]) -> Result<PivSlot, ServiceError> {
+    PivSlot::by_pkcs11_id(key_id)
+        .ok_or_else(|| ServiceError::Internal(format!("key id {key_id:02x?} is not a PIV key slot")))
 }
 
 /// Keeps the ATR of live cards up to date: whenever a card whose token serial the reader
