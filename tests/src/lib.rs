@@ -372,6 +372,8 @@ pub struct Daemon {
     /// `PCSCLITE_CSOCK_NAME` for the child: a private pcscd ([`pcsc::Pcscd`]) or, by default,
     /// a path where nothing listens, so no test talks to a pcscd of the machine.
     pcsc_socket: PathBuf,
+    /// `OPENSC_CONF` for the child, when it talks to a private pcscd (PIV driver only).
+    opensc_conf: Option<PathBuf>,
 }
 
 impl fmt::Debug for Daemon {
@@ -427,8 +429,19 @@ impl Daemon {
         pcscd: &pcsc::Pcscd,
     ) -> anyhow::Result<Daemon> {
         let config = env.config_with(extra_toml)?;
-        let mut daemon = Daemon::prepare(env, &config)?;
+        Daemon::start_with_pcscd_config(env, &config, pcscd).await
+    }
+
+    /// [`Daemon::start_with_pcscd`] on exactly `config_toml` (e.g. with OpenSC's PKCS#11
+    /// module, so the cards in the readers are the daemon's tokens).
+    pub async fn start_with_pcscd_config(
+        env: &TestEnv,
+        config_toml: &str,
+        pcscd: &pcsc::Pcscd,
+    ) -> anyhow::Result<Daemon> {
+        let mut daemon = Daemon::prepare(env, config_toml)?;
         daemon.pcsc_socket = pcscd.socket.clone();
+        daemon.opensc_conf = Some(pcscd.opensc_conf.clone());
         daemon.run().await?;
         Ok(daemon)
     }
@@ -480,6 +493,7 @@ impl Daemon {
             runs: 0,
             log_filter: None,
             pcsc_socket: env.path().join("no-pcscd.comm"),
+            opensc_conf: None,
         })
     }
 
@@ -507,7 +521,11 @@ impl Daemon {
             Some(f) => f.clone(),
             None => std::env::var("CARDHSM_E2E_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
         };
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some(conf) = &self.opensc_conf {
+            command.env("OPENSC_CONF", conf);
+        }
+        let child = command
             .arg("--config")
             .arg(&self.config_path)
             .current_dir(&self.dir)

@@ -373,3 +373,78 @@ async fn a_piv_card_in_a_reader_is_issued_with_keys_and_certificates_opensc_can_
         .into_inner();
     assert!(revoked.keys.iter().all(|k| k.certificate.as_ref().is_some_and(|c| c.status == "REVOKED")));
 }
+
+/// The virtual card's PIN retry counter, from its state file.
+fn pin_tries_left(state: &std::path::Path) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state).expect("card state")).expect("json");
+    json["pin_tries_left"].as_u64().expect("pin_tries_left")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_never_spends_a_cards_last_pin_try() {
+    let env = TestEnv::new(0).expect("env");
+    let dir = env.path();
+    let pcscd = Pcscd::start(dir).expect("pcscd");
+    let state = dir.join("card.json");
+    let mut card = VirtualCard::new(&pcscd, &state, GUID).expect("card");
+    card.insert().expect("insert");
+    // Someone typed the PIN wrong twice: one try is left, and OpenSC says "final try".
+    let deadline = std::time::Instant::now() + WAIT;
+    while !pcscd.pkcs11_tool(&["-L"]).1.contains(&card.token_serial()) {
+        assert!(std::time::Instant::now() < deadline, "OpenSC does not see the card");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..2 {
+        let (ok, text) = pcscd.pkcs11_tool(&["--login", "--pin", "000000", "-O"]);
+        assert!(!ok && text.contains("CKR_PIN_INCORRECT"), "{text}");
+    }
+    assert_eq!(pin_tries_left(&state), 1);
+    assert!(pcscd.pkcs11_tool(&["-L"]).1.contains("final user PIN try"));
+
+    // The daemon, with OpenSC as its PKCS#11 module and the (right) card PIN configured, needs
+    // to log in to the card — and refuses to, rather than risk the last try.
+    let pin_file = dir.join("piv-pin");
+    std::fs::write(&pin_file, "123456").expect("pin file");
+    let config = format!(
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nready_file = {ready:?}\n[store]\npath = {store:?}\n\
+         [pkcs11]\nmodule = {module:?}\ncard_pin = {{ file = {pin:?} }}\n",
+        ready = env.ready_path(),
+        store = env.store_path(),
+        module = cardhsm_tests::pcsc::OPENSC_PKCS11,
+        pin = pin_file,
+    );
+    let daemon = Daemon::start_with_pcscd_config(&env, &config, &pcscd).await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let refused = api
+        .certstore
+        .list_certificates(pb::ListCertificatesRequest { token: card.token_serial(), id: String::new() })
+        .await
+        .expect_err("a login on the final try");
+    assert!(refused.message().contains("final try"), "{refused:?}");
+    assert_eq!(pin_tries_left(&state), 1, "the daemon spent a PIN try");
+
+    // Once the holder has logged in correctly (the counter is back), the daemon uses the card.
+    let (ok, text) = pcscd.pkcs11_tool(&["--login", "--pin", "123456", "-O"]);
+    assert!(ok, "{text}");
+    assert_eq!(pin_tries_left(&state), 3);
+    let listed = tokio::time::timeout(WAIT, async {
+        loop {
+            let r = api
+                .certstore
+                .list_certificates(pb::ListCertificatesRequest {
+                    token: card.token_serial(),
+                    id: String::new(),
+                })
+                .await;
+            if let Ok(r) = r {
+                return r.into_inner();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+    .expect("the daemon uses the card again once its PIN has tries left");
+    assert!(listed.certificates.is_empty());
+    assert_eq!(pin_tries_left(&state), 3);
+}

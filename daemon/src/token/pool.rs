@@ -126,13 +126,24 @@ impl TokenEntry {
     }
 
     /// Logs the application in. Already logged in (another session did it) is success.
-    fn login(&self, session: &Session) -> Result<(), OpError> {
+    /// The daemon never spends a PIN's last try (or tries a locked PIN) on its own: a token
+    /// that says so is refused before C_Login, so a person can still change or unblock it.
+    fn login(&self, pkcs11: &Pkcs11, slot: Slot, session: &Session) -> Result<(), OpError> {
         if let Some(rejected) = self.pin_rejection() {
             return Err(rejected.into());
         }
         let Some(pin) = &self.pin else {
             return Err(TokenError::NoPin { serial: self.serial.clone() }.into());
         };
+        let token = pkcs11.get_token_info(slot)?;
+        if token.user_pin_locked() {
+            return Err(self.unavailable("the user PIN is locked: unblock it").into());
+        }
+        if token.user_pin_final_try() {
+            return Err(self
+                .unavailable("the user PIN is on its final try; the daemon will not spend it (change or unblock it)")
+                .into());
+        }
         // AuthPin is secrecy's zeroizing box; Box::from(&str) allocates exactly once.
         let auth = AuthPin::new(Box::from(pin.expose()));
         match session.login(UserType::User, Some(&auth)) {
@@ -431,7 +442,7 @@ impl Inner {
         let slot = *lock(&entry.slot);
         let session = self.pkcs11.open_rw_session(slot)?;
         if *lock(&entry.logged_in) != Some(generation) {
-            entry.login(&session)?;
+            entry.login(&self.pkcs11, slot, &session)?;
             *lock(&entry.logged_in) = Some(generation);
         }
         Ok(session)
@@ -483,7 +494,7 @@ impl Inner {
             let slot = info::find_slot_by_serial(&self.pkcs11, &entry.serial)?
                 .ok_or_else(|| entry.unavailable("token not present"))?;
             let session = self.pkcs11.open_rw_session(slot)?;
-            entry.login(&session).map_err(|e| match e {
+            entry.login(&self.pkcs11, slot, &session).map_err(|e| match e {
                 OpError::Token(t) => t,
                 OpError::Ck(ck) => TokenError::from(ck),
                 OpError::Gone(reason) => entry.unavailable(reason),
