@@ -5,8 +5,11 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 10] = [
+const SECRET_MESSAGES: [&str; 12] = [
     ".cardhsm.v1.LoginRequest",
+    // old_pin, new_pin / puk, new_pin of a card.
+    ".cardhsm.v1.ChangePinRequest",
+    ".cardhsm.v1.UnblockPinRequest",
     ".cardhsm.v1.RefreshRequest",
     ".cardhsm.v1.LoginResponse",
     ".cardhsm.v1.CreateUserRequest",

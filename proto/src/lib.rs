@@ -42,6 +42,24 @@ mod redacted_debug {
                 .finish()
         }
     }
+    impl fmt::Debug for ChangePinRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ChangePinRequest")
+                .field("id", &self.id)
+                .field("old_pin", &"[redacted]")
+                .field("new_pin", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for UnblockPinRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UnblockPinRequest")
+                .field("id", &self.id)
+                .field("puk", &"[redacted]")
+                .field("new_pin", &"[redacted]")
+                .finish()
+        }
+    }
     impl fmt::Debug for ChangePasswordRequest {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("ChangePasswordRequest")

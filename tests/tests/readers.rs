@@ -448,3 +448,119 @@ async fn the_daemon_never_spends_a_cards_last_pin_try() {
     assert!(listed.certificates.is_empty());
     assert_eq!(pin_tries_left(&state), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_holder_changes_and_unblocks_the_pin_of_a_card_in_a_reader() {
+    let env = TestEnv::new(0).expect("env");
+    let dir = env.path();
+    let pcscd = Pcscd::start(dir).expect("pcscd");
+    let daemon = Daemon::start_with_pcscd(&env, "", &pcscd).await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let state = dir.join("card.json");
+    let mut card = VirtualCard::new(&pcscd, &state, GUID).expect("card");
+    let mut watch = api.cards.watch_readers(pb::WatchReadersRequest {}).await.expect("watch").into_inner();
+    card.insert().expect("insert");
+    next(&mut watch, K::CardInserted).await;
+    let registered = api
+        .cards
+        .register_card(pb::RegisterCardRequest {
+            reader: READER.into(),
+            owner: "holder1".into(),
+            ..Default::default()
+        })
+        .await;
+    // The owner must be a user principal name; register with one, and a user of that name.
+    expect_invalid_field(registered, "owner");
+    let registered = api
+        .cards
+        .register_card(pb::RegisterCardRequest {
+            reader: READER.into(),
+            owner: "holder@corp.example".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    api.users
+        .create_user(pb::CreateUserRequest {
+            username: "holder@corp.example".into(),
+            password: "holder-password-1".into(),
+            roles: vec![pb::Role::User as i32],
+        })
+        .await
+        .expect("user");
+    let mut holder = api_as(&daemon.endpoint, "holder@corp.example", "holder-password-1").await;
+    let change = |old: &str, new: &str| pb::ChangePinRequest {
+        id: registered.id.clone(),
+        old_pin: old.into(),
+        new_pin: new.into(),
+    };
+
+    // Bad new PINs change nothing on the card.
+    expect_invalid_field(holder.cards.change_pin(change("123456", "12ab56")).await, "new_pin");
+    expect_invalid_field(holder.cards.change_pin(change("123456", "12345")).await, "new_pin");
+    assert_eq!(pin_tries_left(&state), 3);
+
+    // The holder changes the PIN; a wrong old PIN says how many tries are left.
+    let wrong =
+        expect_code(holder.cards.change_pin(change("000000", "24681357")).await, Code::InvalidArgument);
+    assert!(wrong.message().contains("2 tries left"), "{}", wrong.message());
+    holder.cards.change_pin(change("123456", "24681357")).await.expect("change");
+    let (ok, text) = pcscd.pkcs11_tool(&["--login", "--pin", "24681357", "-O"]);
+    assert!(ok, "the new PIN opens the card: {text}");
+
+    // Three wrong PINs block it; then only the PUK helps.
+    for left in ["2 tries left", "1 try left"] {
+        let s =
+            expect_code(holder.cards.change_pin(change("999999", "11112222")).await, Code::InvalidArgument);
+        assert!(s.message().contains(left), "{}", s.message());
+    }
+    let blocked =
+        expect_code(holder.cards.change_pin(change("999999", "11112222")).await, Code::FailedPrecondition);
+    assert!(blocked.message().contains("blocked"), "{}", blocked.message());
+    let blocked =
+        expect_code(holder.cards.change_pin(change("24681357", "11112222")).await, Code::FailedPrecondition);
+    assert!(blocked.message().contains("unblock it with the PUK"), "{}", blocked.message());
+    assert_eq!(pin_tries_left(&state), 0);
+
+    let unblock = |puk: &str, new: &str| pb::UnblockPinRequest {
+        id: registered.id.clone(),
+        puk: puk.into(),
+        new_pin: new.into(),
+    };
+    let wrong =
+        expect_code(holder.cards.unblock_pin(unblock("87654321", "11223344")).await, Code::InvalidArgument);
+    assert!(
+        wrong.message().contains("PUK") && wrong.message().contains("2 tries left"),
+        "{}",
+        wrong.message()
+    );
+    holder.cards.unblock_pin(unblock("12345678", "11223344")).await.expect("unblock");
+    assert_eq!(pin_tries_left(&state), 3);
+    let (ok, text) = pcscd.pkcs11_tool(&["--login", "--pin", "11223344", "-O"]);
+    assert!(ok, "{text}");
+
+    // Another user cannot touch this card's PIN (it does not exist, for them).
+    api.users
+        .create_user(pb::CreateUserRequest {
+            username: "other@corp.example".into(),
+            password: "other-password-12".into(),
+            roles: vec![pb::Role::User as i32],
+        })
+        .await
+        .expect("user");
+    let mut other = api_as(&daemon.endpoint, "other@corp.example", "other-password-12").await;
+    expect_code(other.cards.change_pin(change("11223344", "55667788")).await, Code::NotFound);
+    // A card not in a reader: a clear refusal.
+    card.pull_out();
+    next(&mut watch, K::CardRemoved).await;
+    let out =
+        expect_code(holder.cards.change_pin(change("11223344", "55667788")).await, Code::FailedPrecondition);
+    assert!(out.message().contains("not in a reader"), "{}", out.message());
+
+    // No PIN or PUK ever reaches the daemon's log.
+    let log = daemon.log();
+    for secret in ["24681357", "11223344", "12345678", "87654321", "999999"] {
+        assert!(!log.contains(secret), "{secret} in the daemon log");
+    }
+}

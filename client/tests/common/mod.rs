@@ -276,6 +276,14 @@ impl CardService for Fake {
         }))
     }
 
+    async fn change_pin(&self, _: Request<ChangePinRequest>) -> Result<Response<PinChanged>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn unblock_pin(&self, _: Request<UnblockPinRequest>) -> Result<Response<PinChanged>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     type WatchReadersStream = tonic::codegen::BoxStream<ReaderEvent>;
 
     async fn watch_readers(

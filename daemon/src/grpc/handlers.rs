@@ -247,6 +247,24 @@ impl pb::card_service_server::CardService for CardApi {
         }))
     }
 
+    async fn change_pin(&self, req: Request<pb::ChangePinRequest>) -> GrpcResult<pb::PinChanged> {
+        let p = principal(&req)?;
+        let mut r = req.into_inner();
+        let (old, new) =
+            (Zeroizing::new(std::mem::take(&mut r.old_pin)), Zeroizing::new(std::mem::take(&mut r.new_pin)));
+        self.0.cards.change_pin(&p, &r.id, old, new).await.map_err(to_status)?;
+        Ok(Response::new(pb::PinChanged { id: r.id }))
+    }
+
+    async fn unblock_pin(&self, req: Request<pb::UnblockPinRequest>) -> GrpcResult<pb::PinChanged> {
+        let p = principal(&req)?;
+        let mut r = req.into_inner();
+        let (puk, new) =
+            (Zeroizing::new(std::mem::take(&mut r.puk)), Zeroizing::new(std::mem::take(&mut r.new_pin)));
+        self.0.cards.unblock_pin(&p, &r.id, puk, new).await.map_err(to_status)?;
+        Ok(Response::new(pb::PinChanged { id: r.id }))
+    }
+
     type WatchReadersStream = super::convert::ReaderEventStream;
 
     async fn watch_readers(

@@ -44,6 +44,10 @@ pub enum PivError {
     Status { what: &'static str, sw: u16 },
     #[error("the card's answer to {0} is malformed")]
     Malformed(&'static str),
+    #[error("wrong {what}: {tries_left} tries left")]
+    WrongSecret { what: &'static str, tries_left: u8 },
+    #[error("the {0} is blocked")]
+    Blocked(&'static str),
 }
 
 /// The PIV application identifier, as SELECT names it.
@@ -52,8 +56,8 @@ const PIV_AID: [u8; 9] = [0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00];
 const ALG_EC_P256: u8 = 0x11;
 /// SubjectPublicKeyInfo DER of a P-256 key, up to the 65-byte uncompressed point.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48,
-    0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86,
+    0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// A PIV card being talked to: connected exclusively, application selected. Dropping it
@@ -163,6 +167,48 @@ pub fn put_certificate(reader: &str, slot: PivSlot, der: Option<&[u8]>) -> Resul
     Ok(())
 }
 
+/// A PIN or PUK in the 8-byte field PIV takes: the digits, padded with 0xFF.
+fn pin_field(pin: &str) -> [u8; 8] {
+    let mut field = [0xFF; 8];
+    for (f, b) in field.iter_mut().zip(pin.bytes()) {
+        *f = b;
+    }
+    field
+}
+
+/// What a status word says about a PIN or PUK check.
+fn secret_result(r: Result<Vec<u8>, PivError>, what: &'static str) -> Result<(), PivError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(PivError::Status { sw, .. }) if sw & 0xFFF0 == 0x63C0 => {
+            let tries_left = (sw & 0x0F) as u8;
+            if tries_left == 0 {
+                Err(PivError::Blocked(what))
+            } else {
+                Err(PivError::WrongSecret { what, tries_left })
+            }
+        }
+        Err(PivError::Status { sw: 0x6983, .. }) => Err(PivError::Blocked(what)),
+        Err(e) => Err(e),
+    }
+}
+
+/// CHANGE REFERENCE DATA of the PIV card application PIN (80): old PIN, new PIN.
+pub fn change_pin(reader: &str, old: &str, new: &str) -> Result<(), PivError> {
+    let s = Session::open(reader)?;
+    let mut data = pin_field(old).to_vec();
+    data.extend_from_slice(&pin_field(new));
+    secret_result(s.command(0x24, 0x00, 0x80, &data, false, "CHANGE REFERENCE DATA"), "PIN")
+}
+
+/// RESET RETRY COUNTER of the PIN with the PUK: sets `new` and unblocks.
+pub fn unblock_pin(reader: &str, puk: &str, new: &str) -> Result<(), PivError> {
+    let s = Session::open(reader)?;
+    let mut data = pin_field(puk).to_vec();
+    data.extend_from_slice(&pin_field(new));
+    secret_result(s.command(0x2C, 0x00, 0x80, &data, false, "RESET RETRY COUNTER"), "PUK")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +218,14 @@ mod tests {
         assert_eq!(PivSlot::by_pkcs11_id(&[0x02]).map(|s| s.key_ref), Some(0x9C));
         assert_eq!(PivSlot::by_pkcs11_id(&[0x05]), None);
         assert_eq!(tlv(&[0x53], &[0; 300])[..4], [0x53, 0x82, 0x01, 0x2C]);
+        assert_eq!(pin_field("123456"), [b'1', b'2', b'3', b'4', b'5', b'6', 0xFF, 0xFF]);
+        let status = |sw| Err(PivError::Status { what: "VERIFY", sw });
+        assert!(matches!(
+            secret_result(status(0x63C2), "PIN"),
+            Err(PivError::WrongSecret { tries_left: 2, .. })
+        ));
+        assert!(matches!(secret_result(status(0x63C0), "PIN"), Err(PivError::Blocked("PIN"))));
+        assert!(matches!(secret_result(status(0x6983), "PUK"), Err(PivError::Blocked("PUK"))));
+        assert!(secret_result(Ok(Vec::new()), "PIN").is_ok());
     }
 }

@@ -47,6 +47,9 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.CardService/ListTokens", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CardService/ListReaders", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CardService/WatchReaders", Access::Roles(OPERATORS)),
+    // A holder changes and unblocks the PIN of their own card; officers anyone's.
+    ("/cardhsm.v1.CardService/ChangePin", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.CardService/UnblockPin", Access::Roles(ANY_ROLE)),
     // Authorities are created by administrators; anyone signed in may read them and the
     // profiles (they are public information: chains and CRLs are published anyway).
     ("/cardhsm.v1.IssuanceService/CreateAuthority", Access::Roles(ADMIN)),

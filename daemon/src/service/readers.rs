@@ -7,6 +7,7 @@ use crate::reader::piv::{self, PivError, PivSlot};
 use crate::reader::{ReaderEvent, ReaderEventKind, ReaderInfo, ReaderMonitor};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
 /// How many events a watch stream buffers for a slow client.
 const WATCH_BUFFER: usize = 64;
@@ -93,6 +94,34 @@ impl ReaderService {
             .map_err(|e| piv_error(reader, e))
     }
 
+    /// Changes the PIN of the PIV card in `reader`.
+    pub async fn piv_change_pin(
+        &self,
+        reader: &str,
+        old: Zeroizing<String>,
+        new: Zeroizing<String>,
+    ) -> Result<(), ServiceError> {
+        let name = reader.to_owned();
+        tokio::task::spawn_blocking(move || piv::change_pin(&name, &old, &new))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("PIV task: {e}")))?
+            .map_err(|e| piv_error(reader, e))
+    }
+
+    /// Sets a new PIN (and unblocks it) with the PUK on the PIV card in `reader`.
+    pub async fn piv_unblock_pin(
+        &self,
+        reader: &str,
+        puk: Zeroizing<String>,
+        new: Zeroizing<String>,
+    ) -> Result<(), ServiceError> {
+        let name = reader.to_owned();
+        tokio::task::spawn_blocking(move || piv::unblock_pin(&name, &puk, &new))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("PIV task: {e}")))?
+            .map_err(|e| piv_error(reader, e))
+    }
+
     /// Token serials and ATRs of the identified cards in the readers now (empty when
     /// readers are disabled).
     pub fn cards_present(&self) -> Vec<(String, Vec<u8>)> {
@@ -168,7 +197,17 @@ fn piv_error(reader: &str, e: PivError) -> ServiceError {
             | pcsc::Error::NoService
             | pcsc::Error::SharingViolation,
         ) => ServiceError::Unavailable(format!("the card in reader {reader:?} cannot be used now: {e}")),
-        PivError::Status { .. } => ServiceError::FailedPrecondition(format!("the card in reader {reader:?} refused: {e}")),
+        PivError::Status { .. } => {
+            ServiceError::FailedPrecondition(format!("the card in reader {reader:?} refused: {e}"))
+        }
+        PivError::WrongSecret { what, tries_left } => ServiceError::invalid(
+            if what == "PUK" { "puk" } else { "old_pin" },
+            format!("wrong {what}: {tries_left} {} left", if tries_left == 1 { "try" } else { "tries" }),
+        ),
+        PivError::Blocked(what) => ServiceError::FailedPrecondition(format!(
+            "the {what} of the card in reader {reader:?} is blocked{}",
+            if what == "PIN" { "; unblock it with the PUK" } else { "" }
+        )),
         other => ServiceError::Internal(format!("reader {reader:?}: {other}")),
     }
 }

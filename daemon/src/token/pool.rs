@@ -141,7 +141,9 @@ impl TokenEntry {
         }
         if token.user_pin_final_try() {
             return Err(self
-                .unavailable("the user PIN is on its final try; the daemon will not spend it (change or unblock it)")
+                .unavailable(
+                    "the user PIN is on its final try; the daemon will not spend it (change or unblock it)",
+                )
                 .into());
         }
         // AuthPin is secrecy's zeroizing box; Box::from(&str) allocates exactly once.

@@ -45,7 +45,11 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("parsing {}", path.display()))?,
         _ => CardState::new(guid, &pin, &puk),
     };
+    let fresh = state_file.as_ref().is_some_and(|p| !p.exists());
     let mut card = PivCard::new(state, state_file);
+    if fresh {
+        card.persist();
+    }
     // vpcd may not be listening yet (pcscd starting): retry for a while.
     let deadline = Instant::now() + Duration::from_secs(20);
     let stream = loop {

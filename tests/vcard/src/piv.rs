@@ -138,6 +138,11 @@ impl PivCard {
         self.pending.clear();
     }
 
+    /// Writes the state file (when there is one), e.g. for a card just made.
+    pub fn persist(&self) {
+        self.save();
+    }
+
     fn save(&self) {
         if let Some(path) = &self.state_file
             && let Ok(json) = serde_json::to_vec_pretty(&self.state)

@@ -7,9 +7,9 @@ pub mod lifecycle;
 
 use super::issuance::{IssuanceService, record_issued};
 use super::readers::ReaderService;
-use crate::reader::piv::{PivSlot, SLOTS as PIV_SLOTS};
 use super::{Principal, ServiceError, paging, validate};
 use crate::pki::{self, RevocationReason};
+use crate::reader::piv::{PivSlot, SLOTS as PIV_SLOTS};
 use crate::store::cards::{
     self as card_store, CardCertificate, CardCertificateLink, CardKeyRecord, CardRecord,
 };
@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 pub use crate::store::cards::{CardKeyRecord as CardKey, CardRecord as Card, CardState};
 
@@ -543,9 +544,10 @@ impl CardService {
                     .await?)
             }
             Backend::Piv { reader } => {
-                let slot = PIV_SLOTS.get(index).copied().ok_or_else(|| {
-                    ServiceError::Internal(format!("no PIV key slot for key {index}"))
-                })?;
+                let slot = PIV_SLOTS
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| ServiceError::Internal(format!("no PIV key slot for key {index}")))?;
                 self.readers.piv_put_certificate(reader, slot, None).await?;
                 let public_key_der = self.readers.piv_generate(reader, slot).await?;
                 Ok(crate::token::GeneratedKeyPair {
@@ -599,13 +601,20 @@ impl CardService {
     }
 
     /// Removes the certificate of a key from the card.
-    async fn remove_certificate(&self, backend: &Backend, serial: &str, key_id: &[u8]) -> Result<(), ServiceError> {
+    async fn remove_certificate(
+        &self,
+        backend: &Backend,
+        serial: &str,
+        key_id: &[u8],
+    ) -> Result<(), ServiceError> {
         match backend {
             Backend::Token => {
                 self.tokens.delete_certificates(serial, key_id.to_vec()).await?;
                 Ok(())
             }
-            Backend::Piv { reader } => self.readers.piv_put_certificate(reader, piv_slot(key_id)?, None).await,
+            Backend::Piv { reader } => {
+                self.readers.piv_put_certificate(reader, piv_slot(key_id)?, None).await
+            }
         }
     }
 
@@ -722,6 +731,80 @@ impl CardService {
             .find(|p| p.name == policy)
             .and_then(|p| p.keys.iter().find(|k| k.label == label))
             .and_then(|k| k.certificate_profile.clone())
+    }
+
+    /// Changes the PIN of a card in a reader. Its holder or an officer may.
+    pub async fn change_pin(
+        &self,
+        actor: &Principal,
+        id: &str,
+        old_pin: Zeroizing<String>,
+        new_pin: Zeroizing<String>,
+    ) -> Result<(), ServiceError> {
+        if old_pin.is_empty() {
+            return Err(ServiceError::invalid("old_pin", "is required"));
+        }
+        validate_pin("new_pin", &new_pin)?;
+        let (card, reader) = self.card_in_reader(actor, id).await?;
+        self.readers.piv_change_pin(&reader, old_pin, new_pin).await?;
+        self.audit_pin(actor, &card, "card.pin_change").await
+    }
+
+    /// Sets a new PIN with the PUK (unblocking a blocked PIN) on a card in a reader.
+    pub async fn unblock_pin(
+        &self,
+        actor: &Principal,
+        id: &str,
+        puk: Zeroizing<String>,
+        new_pin: Zeroizing<String>,
+    ) -> Result<(), ServiceError> {
+        if puk.is_empty() {
+            return Err(ServiceError::invalid("puk", "is required"));
+        }
+        validate_pin("new_pin", &new_pin)?;
+        let (card, reader) = self.card_in_reader(actor, id).await?;
+        self.readers.piv_unblock_pin(&reader, puk, new_pin).await?;
+        self.audit_pin(actor, &card, "card.pin_unblock").await
+    }
+
+    /// The card (its holder's or, for an officer, anyone's) and the reader holding it.
+    async fn card_in_reader(&self, actor: &Principal, id: &str) -> Result<(Card, String), ServiceError> {
+        let card = self.get(actor, id).await?;
+        if card.state == CardState::Revoked {
+            return Err(ServiceError::FailedPrecondition(format!("card {} is revoked", card.id)));
+        }
+        let reader = self.readers.reader_of(&card.token_serial).ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "card {} is not in a reader; put it in one to change its PIN",
+                card.id
+            ))
+        })?;
+        Ok((card, reader))
+    }
+
+    /// The audit record of a PIN operation (never the PIN).
+    async fn audit_pin(
+        &self,
+        actor: &Principal,
+        card: &Card,
+        action: &'static str,
+    ) -> Result<(), ServiceError> {
+        let (who, card_id) = (actor.username.clone(), card.id.clone());
+        self.store
+            .write(move |tx| {
+                audit::append(
+                    tx,
+                    audit::AuditEntry {
+                        actor: &who,
+                        action,
+                        target_type: "card",
+                        target_id: &card_id,
+                        detail: String::new(),
+                    },
+                )?;
+                Ok::<_, ServiceError>(())
+            })
+            .await
     }
 
     /// Every slot and token the daemon sees, with the card bound to each.
@@ -869,6 +952,15 @@ impl CardService {
                 format!("unknown card policy {name:?} (known: {})", known.join(", ")),
             )
         })
+    }
+}
+
+/// A PIV PIN: 6 to 8 digits.
+fn validate_pin(field: &str, pin: &str) -> Result<(), ServiceError> {
+    if (6..=8).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(field, "must be 6 to 8 digits"))
     }
 }
 
