@@ -209,7 +209,11 @@ impl CardhsmClient {
 
     /// `CardService.IssueCard`: generates the card's keys (state ACTIVE).
     pub async fn issue_card(&self, id: &str) -> Result<CardInfo, ClientError> {
-        self.authed(IssueCardRequest { id: id.to_owned() }, rpc!(CardServiceClient, issue_card)).await
+        self.authed(
+            IssueCardRequest { id: id.to_owned(), reader: String::new(), ..Default::default() },
+            rpc!(CardServiceClient, issue_card),
+        )
+        .await
     }
 
     /// `CardService.DisableCard`, with a comment for the audit log ("" for none).

@@ -157,13 +157,27 @@ impl VirtualCard {
 
     /// Puts the card into the reader (starts its process).
     pub fn insert(&mut self) -> anyhow::Result<()> {
-        if self.child.is_some() {
+        self.insert_with(&[])
+    }
+
+    /// Puts the card in, to be pulled out by itself the moment a GENERATE for key slot
+    /// `slot` (hex, e.g. "9C") reaches it: a card removed in the middle of an issuance.
+    pub fn insert_removed_on_generate(&mut self, slot: &str) -> anyhow::Result<()> {
+        self.insert_with(&["--remove-on-generate", slot])
+    }
+
+    fn insert_with(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        if let Some(c) = &mut self.child
+            && c.try_wait()?.is_none()
+        {
             bail!("the card is already inserted");
         }
+        self.pull_out();
         let port = self.port.to_string();
         let state = self.state.to_string_lossy().into_owned();
         let child = Command::new(&self.bin)
             .args(["--port", &port, "--state", &state, "--guid", &self.guid])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

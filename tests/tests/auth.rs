@@ -195,7 +195,7 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
         Code::PermissionDenied,
     );
     expect_code(
-        user.cards.issue_card(pb::IssueCardRequest { id: mine.id.clone() }).await,
+        user.cards.issue_card(pb::IssueCardRequest { id: mine.id.clone(), ..Default::default() }).await,
         Code::PermissionDenied,
     );
     expect_code(
@@ -361,7 +361,7 @@ async fn passwords_and_pins_never_reach_the_log() {
         .await
         .expect("register")
         .into_inner();
-    admin.cards.issue_card(pb::IssueCardRequest { id: card.id }).await.expect("issue");
+    admin.cards.issue_card(pb::IssueCardRequest { id: card.id, ..Default::default() }).await.expect("issue");
     // API keys, a password change and a logout: the key, both passwords and the tokens.
     let key = anon
         .auth

@@ -128,8 +128,12 @@ async fn issued_cards_carry_certificates_that_follow_the_card_lifecycle() {
 
     // IssueCard under `piv`: two keys, each with a certificate from the Card CA.
     let card = api.cards.register_card(register(&serial, "piv")).await.expect("register").into_inner();
-    let card =
-        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("issue").into_inner();
+    let card = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
+        .await
+        .expect("issue")
+        .into_inner();
     assert_eq!(card.state, S::Active as i32);
     let issued = certs(&card);
     assert_eq!(issued.keys().map(String::as_str).collect::<Vec<_>>(), ["auth", "sign"]);
@@ -251,7 +255,7 @@ async fn issued_cards_carry_certificates_that_follow_the_card_lifecycle() {
     // old keys and certificate objects leave the card.
     let reissued = api
         .cards
-        .issue_card(pb::IssueCardRequest { id: card.id.clone() })
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
         .await
         .expect("reissue")
         .into_inner();
@@ -301,8 +305,12 @@ async fn revoking_a_disabled_card_revokes_its_held_certificates_with_the_mapped_
     let (_root, inter) = card_authorities(&mut api, dir).await;
     let serial = env.card_serials[0].clone();
     let card = api.cards.register_card(register(&serial, "piv")).await.expect("register").into_inner();
-    let card =
-        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("issue").into_inner();
+    let card = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
+        .await
+        .expect("issue")
+        .into_inner();
     api.cards.disable_card(action(&card.id)).await.expect("disable");
     // user_removed (6) → affiliationChanged; the hold becomes a revocation.
     let revoked = api
@@ -333,7 +341,7 @@ async fn a_policy_with_certificates_is_refused_without_its_authority_and_nothing
     let card = api.cards.register_card(register(&serial, "piv")).await.expect("register").into_inner();
     let before = store_snapshot(&env.store_path());
     let err = expect_code(
-        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await,
+        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() }).await,
         Code::FailedPrecondition,
     );
     assert!(err.message().contains("cards.authority"), "{}", err.message());
@@ -350,7 +358,7 @@ async fn a_policy_with_certificates_is_refused_without_its_authority_and_nothing
     let card = api.cards.register_card(register(&serial, "piv")).await.expect("register").into_inner();
     let before = store_snapshot(&env.store_path());
     let err = expect_code(
-        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await,
+        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() }).await,
         Code::FailedPrecondition,
     );
     assert!(err.message().contains("Card CA"), "{}", err.message());
@@ -386,8 +394,12 @@ async fn an_issuance_interrupted_after_its_certificates_were_made_is_resumed_and
     let (_root, inter) = card_authorities(&mut api, dir).await;
     let serial = env.card_serials[0].clone();
     let card = api.cards.register_card(register(&serial, "piv")).await.expect("register").into_inner();
-    let first =
-        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("issue").into_inner();
+    let first = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
+        .await
+        .expect("issue")
+        .into_inner();
     let interrupted = certs(&first);
     daemon.stop().await;
     // Rewind the store to the moment a daemon killed between "certificates recorded and
@@ -406,7 +418,7 @@ async fn an_issuance_interrupted_after_its_certificates_were_made_is_resumed_and
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let resumed = api
         .cards
-        .issue_card(pb::IssueCardRequest { id: card.id.clone() })
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
         .await
         .expect("resume")
         .into_inner();

@@ -47,8 +47,12 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert!(card.keys.is_empty());
 
     // Issue: ACTIVE with the policy's key pair generated on the card token.
-    let issued =
-        api.cards.issue_card(pb::IssueCardRequest { id: card.id.clone() }).await.expect("issue").into_inner();
+    let issued = api
+        .cards
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
+        .await
+        .expect("issue")
+        .into_inner();
     assert_eq!(issued.state, S::Active as i32);
     assert_eq!(issued.keys.len(), 1);
     let key = &issued.keys[0];
@@ -83,7 +87,7 @@ async fn full_lifecycle_with_keys_on_the_token() {
     assert_eq!(p.pending_policy, "dual");
     let re = api
         .cards
-        .issue_card(pb::IssueCardRequest { id: card.id.clone() })
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
         .await
         .expect("reissue")
         .into_inner();
@@ -185,7 +189,9 @@ async fn every_illegal_transition_is_failed_precondition_naming_the_state() {
     }
     async fn call(api: &mut Api, id: &str, c: Call) -> Result<tonic::Response<pb::CardInfo>, tonic::Status> {
         match c {
-            Call::Issue => api.cards.issue_card(pb::IssueCardRequest { id: id.into() }).await,
+            Call::Issue => {
+                api.cards.issue_card(pb::IssueCardRequest { id: id.into(), ..Default::default() }).await
+            }
             Call::Disable => api.cards.disable_card(action(id)).await,
             Call::Enable => api.cards.enable_card(action(id)).await,
             Call::Revoke => {
@@ -266,7 +272,7 @@ async fn pending_issue_refuses_preupdate_and_resumes_after_a_restart() {
     assert!(s.message().contains("PENDING_ISSUE"), "{}", s.message());
     let done = api
         .cards
-        .issue_card(pb::IssueCardRequest { id: card.id.clone() })
+        .issue_card(pb::IssueCardRequest { id: card.id.clone(), ..Default::default() })
         .await
         .expect("resume")
         .into_inner();
@@ -334,7 +340,10 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
     expect_invalid_field(api.cards.get_card(pb::GetCardRequest { id: String::new() }).await, "id");
     let unknown = "6f1c1f9e-3a0e-4a43-9d43-0f6f2e6f1e1a";
     expect_code(api.cards.get_card(pb::GetCardRequest { id: unknown.into() }).await, Code::NotFound);
-    expect_code(api.cards.issue_card(pb::IssueCardRequest { id: unknown.into() }).await, Code::NotFound);
+    expect_code(
+        api.cards.issue_card(pb::IssueCardRequest { id: unknown.into(), ..Default::default() }).await,
+        Code::NotFound,
+    );
     expect_code(api.cards.disable_card(action(unknown)).await, Code::NotFound);
     expect_code(api.cards.enable_card(action(unknown)).await, Code::NotFound);
     expect_code(
@@ -400,7 +409,10 @@ async fn list_cards_pages_and_filters() {
             api.cards.register_card(register_req(serial, OWNER)).await.expect("register").into_inner().id,
         );
     }
-    api.cards.issue_card(pb::IssueCardRequest { id: ids[1].clone() }).await.expect("issue");
+    api.cards
+        .issue_card(pb::IssueCardRequest { id: ids[1].clone(), ..Default::default() })
+        .await
+        .expect("issue");
 
     let mut seen = Vec::new();
     let mut token = String::new();
@@ -488,7 +500,10 @@ async fn cards_and_states_survive_a_restart() {
         .await
         .expect("register")
         .into_inner();
-    api.cards.issue_card(pb::IssueCardRequest { id: a.id.clone() }).await.expect("issue");
+    api.cards
+        .issue_card(pb::IssueCardRequest { id: a.id.clone(), ..Default::default() })
+        .await
+        .expect("issue");
     api.cards.disable_card(action(&a.id)).await.expect("disable");
     let before = api
         .cards

@@ -277,23 +277,35 @@ async fn a_piv_card_in_a_reader_is_issued_with_keys_and_certificates_opensc_can_
         .expect("register")
         .into_inner();
 
-    // Pulled out before the issue: refused, and the record says the issue is pending.
+    // Pulled out in the middle of the issue (when the second key is being generated): the
+    // call fails, the record says the issue is pending, nothing was certified.
     card.pull_out();
     next(&mut watch, K::CardRemoved).await;
-    let refused = api.cards.issue_card(pb::IssueCardRequest { id: registered.id.clone() }).await;
-    assert!(refused.is_err(), "issued onto a card that is not there");
+    card.insert_removed_on_generate("9C").expect("re-insert, to be pulled out mid-issue");
+    next(&mut watch, K::CardInserted).await;
+    let by_reader = pb::IssueCardRequest { reader: READER.into(), ..Default::default() };
+    let refused = api.cards.issue_card(by_reader.clone()).await.expect_err("the card left mid-issue");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    next(&mut watch, K::CardRemoved).await;
     let pending = api.cards.get_card(pb::GetCardRequest { id: registered.id.clone() }).await.expect("get");
     assert_eq!(pending.into_inner().state, pb::CardState::PendingIssue as i32);
+    let found = api
+        .issuance
+        .find_certificates(pb::FindCertificatesRequest {
+            common_name: "alice@corp.example".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("find")
+        .into_inner();
+    assert!(found.certificates.is_empty(), "a certificate was recorded for an interrupted issue");
 
-    // Put back, retried: keys generated on the card (slots 9A and 9C), certificates written.
+    // Put back, retried — naming "the card in reader X": keys generated on the card (slots 9A
+    // and 9C), certificates written.
     card.insert().expect("put back");
     next(&mut watch, K::CardInserted).await;
-    let issued = api
-        .cards
-        .issue_card(pb::IssueCardRequest { id: registered.id.clone() })
-        .await
-        .expect("issue")
-        .into_inner();
+    let issued = api.cards.issue_card(by_reader).await.expect("issue").into_inner();
+    assert_eq!(issued.id, registered.id);
     assert_eq!(issued.state, pb::CardState::Active as i32);
     let ids: Vec<&str> = issued.keys.iter().map(|k| k.key_id.as_str()).collect();
     assert_eq!(ids, ["01", "02"], "PIV slots 9A and 9C, as OpenSC numbers them");
@@ -365,6 +377,10 @@ async fn a_piv_card_in_a_reader_is_issued_with_keys_and_certificates_opensc_can_
         api.cards.disable_card(pb::CardActionRequest { id: registered.id.clone(), comment: String::new() });
     let disabled = disabled.await.expect("disable").into_inner();
     assert!(disabled.keys.iter().all(|k| k.certificate.as_ref().is_some_and(|c| c.status == "ON_HOLD")));
+    let enabled =
+        api.cards.enable_card(pb::CardActionRequest { id: registered.id.clone(), comment: String::new() });
+    let enabled = enabled.await.expect("enable").into_inner();
+    assert!(enabled.keys.iter().all(|k| k.certificate.as_ref().is_some_and(|c| c.status == "VALID")));
     let revoked = api
         .cards
         .revoke_card(pb::RevokeCardRequest { id: registered.id.clone(), reason: 7, comment: String::new() })

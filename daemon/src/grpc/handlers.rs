@@ -199,7 +199,9 @@ impl pb::card_service_server::CardService for CardApi {
 
     async fn issue_card(&self, req: Request<pb::IssueCardRequest>) -> GrpcResult<pb::CardInfo> {
         let p = principal(&req)?;
-        let card = self.0.cards.issue(&p, &req.into_inner().id).await.map_err(to_status)?;
+        let r = req.into_inner();
+        let id = self.0.cards.resolve(&r.id, &r.reader).await.map_err(to_status)?;
+        let card = self.0.cards.issue(&p, &id).await.map_err(to_status)?;
         Ok(Response::new(self.info(card).await))
     }
 

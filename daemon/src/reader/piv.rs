@@ -44,6 +44,9 @@ pub enum PivError {
     Status { what: &'static str, sw: u16 },
     #[error("the card's answer to {0} is malformed")]
     Malformed(&'static str),
+    /// No status word at all: the card went away during the exchange (vpcd answers so).
+    #[error("the card did not answer {0} (removed?)")]
+    NoAnswer(&'static str),
     #[error("wrong {what}: {tries_left} tries left")]
     WrongSecret { what: &'static str, tries_left: u8 },
     #[error("the {0} is blocked")]
@@ -105,7 +108,7 @@ impl Session {
             loop {
                 let answer = self.card.transmit(&next, &mut buf)?;
                 let (body, sw) =
-                    answer.split_at(answer.len().checked_sub(2).ok_or(PivError::Malformed(what))?);
+                    answer.split_at(answer.len().checked_sub(2).ok_or(PivError::NoAnswer(what))?);
                 out.extend_from_slice(body);
                 match (sw[0], sw[1]) {
                     (0x90, 0x00) => break,

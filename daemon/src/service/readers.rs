@@ -195,8 +195,18 @@ fn piv_error(reader: &str, e: PivError) -> ServiceError {
             | pcsc::Error::UnknownReader
             | pcsc::Error::ReaderUnavailable
             | pcsc::Error::NoService
-            | pcsc::Error::SharingViolation,
-        ) => ServiceError::Unavailable(format!("the card in reader {reader:?} cannot be used now: {e}")),
+            | pcsc::Error::ServiceStopped
+            | pcsc::Error::SharingViolation
+            | pcsc::Error::CommError
+            | pcsc::Error::UnpoweredCard
+            | pcsc::Error::UnresponsiveCard
+            | pcsc::Error::NotTransacted
+            | pcsc::Error::NoReadersAvailable
+            | pcsc::Error::Timeout,
+        )
+        | PivError::NoAnswer(_) => {
+            ServiceError::Unavailable(format!("the card in reader {reader:?} cannot be used now: {e}"))
+        }
         PivError::Status { .. } => {
             ServiceError::FailedPrecondition(format!("the card in reader {reader:?} refused: {e}"))
         }

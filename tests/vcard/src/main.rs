@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut guid = [0x11u8; 16];
     let mut pin = "123456".to_owned();
     let mut puk = "12345678".to_owned();
+    let mut remove_on_generate: Option<u8> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -35,6 +36,11 @@ fn main() -> anyhow::Result<()> {
             }
             "--pin" => pin = value()?,
             "--puk" => puk = value()?,
+            // Fault injection: the card is "pulled out" (the process exits without answering)
+            // when GENERATE ASYMMETRIC KEY PAIR for this key slot (hex, e.g. 9C) arrives.
+            "--remove-on-generate" => {
+                remove_on_generate = Some(u8::from_str_radix(&value()?, 16).context("--remove-on-generate")?)
+            }
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -62,5 +68,5 @@ fn main() -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("connecting to vpcd at {host}:{port}")),
         }
     };
-    cardhsm_vcard::vpcd::serve(&mut card, stream).context("serving the reader")
+    cardhsm_vcard::vpcd::serve(&mut card, stream, remove_on_generate).context("serving the reader")
 }

@@ -31,7 +31,12 @@ fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
 
 /// Serves the card on a connected stream until the reader hangs up (or `stream` fails).
 /// With `CARDHSM_VCARD_TRACE` set, every frame is printed to stderr (APDUs in hex).
-pub fn serve(card: &mut PivCard, mut stream: TcpStream) -> std::io::Result<()> {
+/// With `remove_on_generate`, the card leaves (returns) when GENERATE for that slot arrives.
+pub fn serve(
+    card: &mut PivCard,
+    mut stream: TcpStream,
+    remove_on_generate: Option<u8>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let trace = std::env::var_os("CARDHSM_VCARD_TRACE").is_some();
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
@@ -49,6 +54,11 @@ pub fn serve(card: &mut PivCard, mut stream: TcpStream) -> std::io::Result<()> {
             [GET_ATR] => write_frame(&mut stream, &ATR)?,
             [_] => {}
             apdu => {
+                if let (Some(slot), [_, 0x47, _, p2, ..]) = (remove_on_generate, apdu)
+                    && *p2 == slot
+                {
+                    return Ok(());
+                }
                 let response = card.process(apdu);
                 if trace {
                     eprintln!("vcard => {}", hex(&response));

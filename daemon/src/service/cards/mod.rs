@@ -767,6 +767,30 @@ impl CardService {
         self.audit_pin(actor, &card, "card.pin_unblock").await
     }
 
+    /// The card IssueCard means: `id`, or the live card bound to the token in `reader` (both
+    /// given: they must be the same card).
+    pub async fn resolve(&self, id: &str, reader: &str) -> Result<String, ServiceError> {
+        let reader = validate::text("reader", reader, 128)?;
+        if reader.is_empty() {
+            return Ok(id.to_owned());
+        }
+        let serial = self.readers.card_in("reader", &reader)?.card_serial;
+        let bound = self
+            .store
+            .read(move |c| card_store::live_by_token(c, &serial).map_err(ServiceError::from))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!("the card in reader {reader:?} is not registered"))
+            })?;
+        if !id.trim().is_empty() && id.trim() != bound.id {
+            return Err(ServiceError::invalid(
+                "id",
+                format!("the card in reader {reader:?} is card {}, not {}", bound.id, id.trim()),
+            ));
+        }
+        Ok(bound.id)
+    }
+
     /// The card (its holder's or, for an officer, anyone's) and the reader holding it.
     async fn card_in_reader(&self, actor: &Principal, id: &str) -> Result<(Card, String), ServiceError> {
         let card = self.get(actor, id).await?;
