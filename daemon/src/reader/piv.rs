@@ -5,9 +5,10 @@
 //! transaction, selects the PIV application and runs on the caller's (blocking) thread.
 //!
 //! Not done: management-key (9B) authentication, which real PIV cards require before GENERATE
-//! and PUT DATA; the test card does not ask for it.
+//! and PUT DATA; the test card does not ask for it. The reconnect after a card reset is not
+//! covered by a test (nothing in the test setup resets a card between two APDUs on demand).
 
-use pcsc::{Context, Protocols, Scope, ShareMode};
+use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use std::ffi::CString;
 
 /// The key slots in the order a card policy's keys fill them, with their certificate object
@@ -74,14 +75,39 @@ impl Session {
         let ctx = Context::establish(Scope::User)?;
         let name = CString::new(reader).map_err(|_| PivError::ReaderName(reader.to_owned()))?;
         let card = ctx.connect(&name, ShareMode::Exclusive, Protocols::ANY)?;
-        let s = Session { card };
+        let mut s = Session { card };
         s.command(0xA4, 0x04, 0x00, &PIV_AID, true, "SELECT PIV")?;
         Ok(s)
     }
 
+    /// [`Session::exchange`], surviving a card reset by someone else (SCARD_W_RESET_CARD):
+    /// reconnect, select the PIV application again and send the command once more. (The
+    /// commands used here need no earlier PIN verification, which a reset clears.)
+    fn command(
+        &mut self,
+        ins: u8,
+        p1: u8,
+        p2: u8,
+        data: &[u8],
+        answer_expected: bool,
+        what: &'static str,
+    ) -> Result<Vec<u8>, PivError> {
+        match self.exchange(ins, p1, p2, data, answer_expected, what) {
+            Err(PivError::Pcsc(pcsc::Error::ResetCard)) => {
+                tracing::info!(what, "the card was reset; reconnecting");
+                self.card.reconnect(ShareMode::Exclusive, Protocols::ANY, Disposition::LeaveCard)?;
+                if ins != 0xA4 {
+                    self.exchange(0xA4, 0x04, 0x00, &PIV_AID, true, "SELECT PIV")?;
+                }
+                self.exchange(ins, p1, p2, data, answer_expected, what)
+            }
+            other => other,
+        }
+    }
+
     /// One command with `data` (chained in pieces of at most 255 bytes, ISO 7816-4 5.1.1),
     /// and its whole answer (61xx followed with GET RESPONSE). The final status must be 9000.
-    fn command(
+    fn exchange(
         &self,
         ins: u8,
         p1: u8,
@@ -138,7 +164,7 @@ fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
 /// Generates an EC P-256 key pair in `slot` of the PIV card in `reader` (replacing the slot's
 /// key) and returns its SubjectPublicKeyInfo DER.
 pub fn generate_p256(reader: &str, slot: PivSlot) -> Result<Vec<u8>, PivError> {
-    let s = Session::open(reader)?;
+    let mut s = Session::open(reader)?;
     let template = tlv(&[0xAC], &tlv(&[0x80], &[ALG_EC_P256]));
     let answer = s.command(0x47, 0x00, slot.key_ref, &template, true, "GENERATE ASYMMETRIC KEY PAIR")?;
     // 7F49 { 86: uncompressed point }
@@ -154,7 +180,7 @@ pub fn generate_p256(reader: &str, slot: PivSlot) -> Result<Vec<u8>, PivError> {
 
 /// Writes (`Some`) or clears (`None`) the certificate object of `slot`.
 pub fn put_certificate(reader: &str, slot: PivSlot, der: Option<&[u8]>) -> Result<(), PivError> {
-    let s = Session::open(reader)?;
+    let mut s = Session::open(reader)?;
     let contents = match der {
         Some(der) => {
             let mut c = tlv(&[0x70], der);
@@ -198,7 +224,7 @@ fn secret_result(r: Result<Vec<u8>, PivError>, what: &'static str) -> Result<(),
 
 /// CHANGE REFERENCE DATA of the PIV card application PIN (80): old PIN, new PIN.
 pub fn change_pin(reader: &str, old: &str, new: &str) -> Result<(), PivError> {
-    let s = Session::open(reader)?;
+    let mut s = Session::open(reader)?;
     let mut data = pin_field(old).to_vec();
     data.extend_from_slice(&pin_field(new));
     secret_result(s.command(0x24, 0x00, 0x80, &data, false, "CHANGE REFERENCE DATA"), "PIN")
@@ -206,7 +232,7 @@ pub fn change_pin(reader: &str, old: &str, new: &str) -> Result<(), PivError> {
 
 /// RESET RETRY COUNTER of the PIN with the PUK: sets `new` and unblocks.
 pub fn unblock_pin(reader: &str, puk: &str, new: &str) -> Result<(), PivError> {
-    let s = Session::open(reader)?;
+    let mut s = Session::open(reader)?;
     let mut data = pin_field(puk).to_vec();
     data.extend_from_slice(&pin_field(new));
     secret_result(s.command(0x2C, 0x00, 0x80, &data, false, "RESET RETRY COUNTER"), "PUK")
