@@ -210,7 +210,7 @@ impl CardhsmClient {
     /// `CardService.IssueCard`: generates the card's keys (state ACTIVE).
     pub async fn issue_card(&self, id: &str) -> Result<CardInfo, ClientError> {
         self.authed(
-            IssueCardRequest { id: id.to_owned(), reader: String::new(), ..Default::default() },
+            IssueCardRequest { id: id.to_owned(), reader: String::new() },
             rpc!(CardServiceClient, issue_card),
         )
         .await
