@@ -418,7 +418,9 @@ impl AuthService {
         self.sweep().await?;
         let now = store::now();
         let rec = sessions::SessionRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (and monotonic within the daemon): sessions signed in within one
+            // second still list in sign-in order.
+            id: uuid::Uuid::now_v7().to_string(),
             user_id: user.id.clone(),
             username: user.username.clone(),
             realm: PASSWORD_REALM.into(),
@@ -490,7 +492,8 @@ impl AuthService {
             )));
         }
         let now = store::now();
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        // Time-ordered like session ids (an API key is a session); the secret is separate.
+        let id = uuid::Uuid::now_v7().simple().to_string();
         let secret = Zeroizing::new(random_token(32));
         let key_hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let key = Zeroizing::new(format!("{API_KEY_PREFIX}{id}_{}", secret.as_str()));
@@ -643,6 +646,20 @@ impl AuthService {
         let new_refresh = Zeroizing::new(random_token(32));
         let new_hash = sha256(new_refresh.as_bytes());
         let refresh_ttl = self.refresh_ttl;
+        // The session as it is before this refresh. Of several concurrent refreshes with one
+        // token exactly one wins the transaction below; the others are reuses that end the
+        // session — possibly before the winner looks at it again. The winner still gets its
+        // tokens (dead on arrival, as the family is revoked), so it is judged on this picture.
+        let lookup = hash.clone();
+        let family = self
+            .store
+            .read(move |c| tokens::by_hash(c, &lookup).map_err(ServiceError::from))
+            .await?
+            .map(|r| r.family_id);
+        let before = family.and_then(|f| {
+            let live = self.read_live();
+            live.sessions.get(&f).map(|s| (s.clone(), live.dead(s, now)))
+        });
         // Spend the token, mint its successor and move the session on in one transaction; a
         // reuse revokes the family and ends the session.
         let outcome = self
@@ -696,13 +713,10 @@ impl AuthService {
                 return Err(refused());
             }
         };
-        // The session must still be live here (not deleted, not idle).
-        let session = {
-            let live = self.read_live();
-            match live.sessions.get(&sid) {
-                Some(s) if live.dead(s, now).is_none() => Some(s.clone()),
-                _ => None,
-            }
+        // The session must have been live when this refresh started (not deleted, not idle).
+        let session = match before {
+            Some((s, None)) if s.rec.id == sid => Some(s),
+            _ => None,
         };
         let Some(session) = session else {
             self.expire(&sid, "idle");
