@@ -320,6 +320,25 @@ impl UserService for Fake {
     async fn set_user_enabled(&self, _: Request<SetUserEnabledRequest>) -> Result<Response<User>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn get_user(&self, _: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_current_user(&self, _: Request<GetCurrentUserRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn check_username(
+        &self,
+        _: Request<CheckUsernameRequest>,
+    ) -> Result<Response<CheckUsernameResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn remove_user(&self, _: Request<RemoveUserRequest>) -> Result<Response<RemoveUserResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// A running fake daemon; stops when dropped.

@@ -329,4 +329,30 @@ impl pb::user_service_server::UserService for UserApi {
         let user = self.0.users.set_enabled(&p, &r.id, r.enabled).await.map_err(to_status)?;
         Ok(Response::new(user_to_pb(user)))
     }
+
+    async fn get_user(&self, req: Request<pb::GetUserRequest>) -> GrpcResult<pb::User> {
+        let user = self.0.users.get(&req.into_inner().id).await.map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
+    }
+
+    async fn get_current_user(&self, req: Request<pb::GetCurrentUserRequest>) -> GrpcResult<pb::User> {
+        let p = principal(&req)?;
+        let user = self.0.users.get(&p.user_id).await.map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
+    }
+
+    async fn check_username(
+        &self,
+        req: Request<pb::CheckUsernameRequest>,
+    ) -> GrpcResult<pb::CheckUsernameResponse> {
+        let available = self.0.users.username_available(&req.into_inner().username).await.map_err(to_status)?;
+        Ok(Response::new(pb::CheckUsernameResponse { available }))
+    }
+
+    async fn remove_user(&self, req: Request<pb::RemoveUserRequest>) -> GrpcResult<pb::RemoveUserResponse> {
+        let p = principal(&req)?;
+        let id = req.into_inner().id;
+        self.0.users.remove(&p, &id).await.map_err(to_status)?;
+        Ok(Response::new(pb::RemoveUserResponse { id }))
+    }
 }

@@ -81,6 +81,10 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.UserService/CreateUser", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/SetUserEnabled", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.UserService/GetUser", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.UserService/GetCurrentUser", Access::Authenticated),
+    ("/cardhsm.v1.UserService/CheckUsername", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.UserService/RemoveUser", Access::Roles(ADMIN)),
 ];
 
 /// Standard services that are not ours: health is public (load balancers probe it without

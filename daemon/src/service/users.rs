@@ -51,13 +51,7 @@ impl UserService {
         password: Zeroizing<String>,
         roles: Vec<Role>,
     ) -> Result<UserView, ServiceError> {
-        let username = username.trim().to_owned();
-        if username.len() < 3
-            || username.len() > 64
-            || !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
-        {
-            return Err(ServiceError::invalid("username", "must be 3 to 64 of A-Z a-z 0-9 _ . @ -"));
-        }
+        let username = valid_username(username)?;
         if password.chars().count() < MIN_PASSWORD_LEN {
             return Err(ServiceError::invalid(
                 "password",
@@ -163,6 +157,54 @@ impl UserService {
         Ok(UserView { enabled, ..UserView::from(user) })
     }
 
+    /// One user by id.
+    pub async fn get(&self, id: &str) -> Result<UserView, ServiceError> {
+        if id.trim().is_empty() {
+            return Err(ServiceError::invalid("id", "is required"));
+        }
+        let lookup = id.trim().to_owned();
+        self.store
+            .read(move |c| users::by_id(c, &lookup).map_err(ServiceError::from))
+            .await?
+            .map(UserView::from)
+            .ok_or_else(|| ServiceError::NotFound(format!("no user {id:?}")))
+    }
+
+    /// Whether `username` is well formed (INVALID_ARGUMENT otherwise) and not taken.
+    pub async fn username_available(&self, username: &str) -> Result<bool, ServiceError> {
+        let username = valid_username(username)?;
+        Ok(self
+            .store
+            .read(move |c| users::by_username(c, &username).map_err(ServiceError::from))
+            .await?
+            .is_none())
+    }
+
+    /// Removes a user. Their sessions and API keys end at once (and their refresh tokens,
+    /// sessions and keys leave the store with them). Refused for yourself and for the last
+    /// enabled administrator, so the system never loses its last way in.
+    pub async fn remove(&self, actor: &Principal, id: &str) -> Result<(), ServiceError> {
+        let user = self.get(id).await?;
+        if user.id == actor.user_id {
+            return Err(ServiceError::FailedPrecondition("you cannot remove yourself".into()));
+        }
+        let target = user.id.clone();
+        let last_admin = user.enabled && user.roles.contains(&Role::Admin);
+        self.auth
+            .end_user_credentials(&actor.username, &user.id, "user.remove", move |tx| {
+                if last_admin && users::count_enabled_with_role(tx, Role::Admin.as_str())? <= 1 {
+                    return Err(ServiceError::FailedPrecondition(
+                        "this is the last enabled administrator; it cannot be removed".into(),
+                    ));
+                }
+                if !users::delete(tx, &target)? {
+                    return Err(ServiceError::NotFound(format!("no user {target:?}")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
     pub async fn list(
         &self,
         page_size: u32,
@@ -176,4 +218,16 @@ impl UserService {
         let next = paging::next_token(page, records.len(), total);
         Ok((records.into_iter().map(UserView::from).collect(), next, total))
     }
+}
+
+/// A username: `^[A-Za-z0-9_.@-]{3,64}$` (trimmed), or INVALID_ARGUMENT on `username`.
+fn valid_username(username: &str) -> Result<String, ServiceError> {
+    let username = username.trim();
+    if username.len() < 3
+        || username.len() > 64
+        || !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
+    {
+        return Err(ServiceError::invalid("username", "must be 3 to 64 of A-Z a-z 0-9 _ . @ -"));
+    }
+    Ok(username.to_owned())
 }

@@ -98,6 +98,24 @@ pub fn set_enabled(tx: &Transaction<'_>, id: &str, enabled: bool) -> Result<bool
     )? == 1)
 }
 
+/// Deletes a user (their refresh tokens, sessions and API keys go with them: ON DELETE
+/// CASCADE); false when there was none.
+pub fn delete(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
+    Ok(tx.execute("DELETE FROM users WHERE id = ?1", params![id])? == 1)
+}
+
+/// How many enabled users hold `role`.
+pub fn count_enabled_with_role(conn: &Connection, role: &str) -> Result<i64, StoreError> {
+    let mut n = 0;
+    let mut stmt = conn.prepare_cached("SELECT roles FROM users WHERE enabled = 1")?;
+    for roles in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        if roles?.split(',').any(|r| r.trim().eq_ignore_ascii_case(role)) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Credentials (access tokens, API keys) issued before `at` are refused from now on.
 pub fn set_credentials_not_before(tx: &Transaction<'_>, id: &str, at: i64) -> Result<(), StoreError> {
     tx.execute(
