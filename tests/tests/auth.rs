@@ -626,23 +626,25 @@ async fn repeated_failures_throttle_an_account_and_more_than_100_an_hour_are_ref
     }
     // Locked: even the right password is refused, with a message that says why; an unknown
     // account is throttled exactly the same way (same path, same answer).
-    let known = expect_code(anon.auth.login(attempt("henry", USER_PASSWORD)).await, Code::Unauthenticated);
-    let unknown = expect_code(anon.auth.login(attempt("ghost", USER_PASSWORD)).await, Code::Unauthenticated);
+    // RESOURCE_EXHAUSTED (a limit, with when to try again), not UNAUTHENTICATED.
+    let known = expect_code(anon.auth.login(attempt("henry", USER_PASSWORD)).await, Code::ResourceExhausted);
+    let unknown =
+        expect_code(anon.auth.login(attempt("ghost", USER_PASSWORD)).await, Code::ResourceExhausted);
     assert!(known.message().contains("throttled"), "{}", known.message());
     assert_eq!(known.message().split(':').next(), unknown.message().split(':').next());
     // Other accounts are not affected; RealmAuth and the account name's case go through the same
     // throttle.
     login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let s = expect_code(anon.auth.login(attempt("HENRY", USER_PASSWORD)).await, Code::Unauthenticated);
+    let s = expect_code(anon.auth.login(attempt("HENRY", USER_PASSWORD)).await, Code::ResourceExhausted);
     assert!(s.message().contains("throttled"), "{}", s.message());
     // Henry: 3 failures + 2 refused attempts so far. Every refused attempt counts; at 100 in the
     // hour the account is refused outright, with its own message.
     for _ in 5..100 {
         let s =
-            expect_code(anon.auth.login(attempt("henry", "wrong-password-1")).await, Code::Unauthenticated);
+            expect_code(anon.auth.login(attempt("henry", "wrong-password-1")).await, Code::ResourceExhausted);
         assert!(s.message().contains("throttled"), "{}", s.message());
     }
-    let s = expect_code(anon.auth.login(attempt("henry", USER_PASSWORD)).await, Code::Unauthenticated);
+    let s = expect_code(anon.auth.login(attempt("henry", USER_PASSWORD)).await, Code::ResourceExhausted);
     assert!(s.message().contains("more than 100 failed sign-ins"), "{}", s.message());
     // None of it wrote anything but the administrator's sign-in (which adds rows; compare the
     // users table and henry's absence from the audit log and refresh tokens instead).

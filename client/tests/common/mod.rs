@@ -336,7 +336,10 @@ impl UserService for Fake {
         Err(Status::unimplemented("fake"))
     }
 
-    async fn remove_user(&self, _: Request<RemoveUserRequest>) -> Result<Response<RemoveUserResponse>, Status> {
+    async fn remove_user(
+        &self,
+        _: Request<RemoveUserRequest>,
+    ) -> Result<Response<RemoveUserResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
 }

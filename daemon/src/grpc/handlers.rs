@@ -345,7 +345,8 @@ impl pb::user_service_server::UserService for UserApi {
         &self,
         req: Request<pb::CheckUsernameRequest>,
     ) -> GrpcResult<pb::CheckUsernameResponse> {
-        let available = self.0.users.username_available(&req.into_inner().username).await.map_err(to_status)?;
+        let available =
+            self.0.users.username_available(&req.into_inner().username).await.map_err(to_status)?;
         Ok(Response::new(pb::CheckUsernameResponse { available }))
     }
 

@@ -19,6 +19,7 @@ pub fn to_status(err: ServiceError) -> Status {
         ServiceError::Unauthenticated(m) => Status::unauthenticated(m),
         ServiceError::PermissionDenied(m) => Status::permission_denied(m),
         ServiceError::Unavailable(m) => Status::unavailable(m),
+        ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
         ServiceError::Internal(m) => {
             let incident = uuid::Uuid::new_v4();
             tracing::error!(%incident, error = %m, "internal error");

@@ -594,7 +594,7 @@ impl AuthService {
         }
         if f.recent.len() >= MAX_FAILURES_PER_HOUR {
             let until = f.recent.front().map_or(now, |t| t + 3600);
-            return Err(ServiceError::Unauthenticated(format!(
+            return Err(ServiceError::ResourceExhausted(format!(
                 "sign-in refused: more than {MAX_FAILURES_PER_HOUR} failed sign-ins for this account in the \
                  last hour; try again in {} s",
                 (until - now).max(1)
@@ -602,7 +602,7 @@ impl AuthService {
         }
         if f.locked_until > now {
             f.recent.push_back(now);
-            return Err(ServiceError::Unauthenticated(format!(
+            return Err(ServiceError::ResourceExhausted(format!(
                 "sign-in throttled after repeated failures: try again in {} s",
                 f.locked_until - now
             )));

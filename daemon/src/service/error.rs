@@ -21,6 +21,9 @@ pub enum ServiceError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller is over a limit (sign-in throttling); the message says when to try again.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A back end (token, store) is temporarily unusable; retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
