@@ -43,7 +43,8 @@ fn action(id: &str) -> pb::CardActionRequest {
     pb::CardActionRequest { id: id.into(), comment: String::new() }
 }
 
-/// A root and the "Card CA" intermediate under it; writes `chain.pem` (root) and `inter.pem`.
+/// A root and the "Card CA" intermediate under it; writes `root.pem`, `inter.pem` and
+/// `chain.pem` (intermediate then root).
 async fn card_authorities(api: &mut Api, dir: &Path) -> (pb::Authority, pb::Authority) {
     let root = api
         .issuance
@@ -71,6 +72,8 @@ async fn card_authorities(api: &mut Api, dir: &Path) -> (pb::Authority, pb::Auth
         .into_inner();
     write(dir, "root.pem", &root.certificate_pem);
     write(dir, "inter.pem", &inter.certificate_pem);
+    // What `openssl crl -CAfile` needs to check the intermediate's CRL: the whole chain.
+    write(dir, "chain.pem", &format!("{}{}", inter.certificate_pem, root.certificate_pem));
     (root, inter)
 }
 
@@ -117,13 +120,6 @@ async fn issued_cards_carry_certificates_that_follow_the_card_lifecycle() {
     let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let dir = env.path();
     let (_root, inter) = card_authorities(&mut api, dir).await;
-    // The intermediate's issuer check needs the whole chain.
-    let chain = format!(
-        "{}{}",
-        std::fs::read_to_string(dir.join("inter.pem")).expect("inter"),
-        std::fs::read_to_string(dir.join("root.pem")).expect("root")
-    );
-    write(dir, "chain.pem", &chain);
     let serial = env.card_serials[0].clone();
 
     // IssueCard under `piv`: two keys, each with a certificate from the Card CA.
@@ -320,12 +316,6 @@ async fn revoking_a_disabled_card_revokes_its_held_certificates_with_the_mapped_
         .expect("revoke")
         .into_inner();
     assert!(certs(&revoked).values().all(|c| c.status == "REVOKED"));
-    let chain = format!(
-        "{}{}",
-        std::fs::read_to_string(dir.join("inter.pem")).expect("inter"),
-        std::fs::read_to_string(dir.join("root.pem")).expect("root")
-    );
-    write(dir, "chain.pem", &chain);
     let listed = crl(&mut api, dir, &inter.id, "chain.pem").await;
     assert_eq!(listed.len(), 2);
     assert!(listed.values().all(|r| r == "Affiliation Changed"), "{listed:?}");
@@ -431,12 +421,6 @@ async fn an_issuance_interrupted_after_its_certificates_were_made_is_resumed_and
     }
     // The interrupted run's certificates are revoked: no certificate is left valid that the
     // card does not hold.
-    let chain = format!(
-        "{}{}",
-        std::fs::read_to_string(dir.join("inter.pem")).expect("inter"),
-        std::fs::read_to_string(dir.join("root.pem")).expect("root")
-    );
-    write(dir, "chain.pem", &chain);
     let listed = crl(&mut api, dir, &inter.id, "chain.pem").await;
     let expected: BTreeMap<String, String> =
         interrupted.values().map(|c| (norm_serial(&c.serial_number), "Superseded".to_owned())).collect();

@@ -6,20 +6,14 @@
 //! blocking at zero and the PUK unblocking it, and the card keeping its state when pulled out
 //! and put back. This is the fixture's own acceptance test; the daemon's reader tests use it.
 
+mod support;
+
 use cardhsm_tests::pcsc::{Pcscd, VirtualCard};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::openssl;
 
 const GUID: &str = "00112233445566778899aabbccddeeff";
-
-#[track_caller]
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "openssl {} failed:\n{text}", args.join(" "));
-    text
-}
 
 #[track_caller]
 fn tool_ok(pcscd: &Pcscd, program: &str, args: &[&str]) -> String {

@@ -667,22 +667,7 @@ impl IssuanceService {
                         .map_err(pki_internal)?,
                 ),
             };
-            let record = CertificateRecord {
-                id: uuid::Uuid::new_v4().to_string(),
-                authority_id: authority.id.clone(),
-                profile_id: profile.id.clone(),
-                serial: template.serial.to_hex(),
-                common_name: resolved.common_name.clone(),
-                subject_dn: resolved.subject_dn.clone(),
-                certificate_der: der,
-                status: CertStatus::Valid,
-                revocation_reason: None,
-                revoked_at: None,
-                not_before: unix(now),
-                not_after: unix(not_after),
-                created_at: store::now(),
-                updated_at: store::now(),
-            };
+            let record = new_record(&authority.id, &profile.id, &template, &resolved, der);
             let who = actor.username.clone();
             let rec = record.clone();
             let key_origin = if generated.is_some() { "generated" } else { "csr" };
@@ -750,22 +735,7 @@ impl IssuanceService {
         let (ca_cert, signer, now, not_after) = prepare(&issuing, profile.validity_years, "authority")?;
         let template = leaf_template(ca_cert, profile, &resolved, public_key_der, now, not_after);
         let der = pki::build_certificate(signer, &template).await.map_err(pki_internal)?;
-        Ok(CertificateRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            authority_id: authority.id.clone(),
-            profile_id: profile.id.clone(),
-            serial: template.serial.to_hex(),
-            common_name: resolved.common_name,
-            subject_dn: resolved.subject_dn,
-            certificate_der: der,
-            status: CertStatus::Valid,
-            revocation_reason: None,
-            revoked_at: None,
-            not_before: unix(now),
-            not_after: unix(not_after),
-            created_at: store::now(),
-            updated_at: store::now(),
-        })
+        Ok(new_record(&authority.id, &profile.id, &template, &resolved, der))
     }
 
     // ---- finding -----------------------------------------------------------------------
@@ -952,6 +922,32 @@ fn leaf_template(
         subject_alt_names: resolved.subject_alt_names.clone(),
         authority_key_id: ca_cert.subject_key_id.clone(),
         crl_distribution_point: None,
+    }
+}
+
+/// The store record of a certificate just signed from `template` (VALID, not yet recorded).
+fn new_record(
+    authority_id: &str,
+    profile_id: &str,
+    template: &CertificateTemplate,
+    resolved: &profiles::Resolved,
+    der: Vec<u8>,
+) -> CertificateRecord {
+    CertificateRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        authority_id: authority_id.to_owned(),
+        profile_id: profile_id.to_owned(),
+        serial: template.serial.to_hex(),
+        common_name: resolved.common_name.clone(),
+        subject_dn: resolved.subject_dn.clone(),
+        certificate_der: der,
+        status: CertStatus::Valid,
+        revocation_reason: None,
+        revoked_at: None,
+        not_before: unix(template.not_before),
+        not_after: unix(template.not_after),
+        created_at: store::now(),
+        updated_at: store::now(),
     }
 }
 
