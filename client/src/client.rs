@@ -676,3 +676,97 @@ impl CardhsmClient {
         Ok(self.authed(request, rpc!(SessionServiceClient, set_idle_timeout)).await?.timeouts)
     }
 }
+
+/// Organizations (`OrganizationService`): management by administrators, reads by operators too.
+impl CardhsmClient {
+    /// `OrganizationService.CreateOrganization`.
+    pub async fn create_organization(
+        &self,
+        request: cardhsm_proto::v1::CreateOrganizationRequest,
+    ) -> Result<cardhsm_proto::v1::Organization, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        self.authed(request, rpc!(OrganizationServiceClient, create_organization)).await
+    }
+
+    /// `OrganizationService.UpdateOrganization`: replaces name and parameters.
+    pub async fn update_organization(
+        &self,
+        request: cardhsm_proto::v1::UpdateOrganizationRequest,
+    ) -> Result<cardhsm_proto::v1::Organization, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        self.authed(request, rpc!(OrganizationServiceClient, update_organization)).await
+    }
+
+    /// `OrganizationService.GetOrganization`.
+    pub async fn get_organization(&self, id: &str) -> Result<cardhsm_proto::v1::Organization, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        let request = cardhsm_proto::v1::GetOrganizationRequest { id: id.to_owned() };
+        self.authed(request, rpc!(OrganizationServiceClient, get_organization)).await
+    }
+
+    /// `OrganizationService.ListOrganizations`: page `page` (0-based) of `size` (0 = 20, at most 50).
+    pub async fn list_organizations(
+        &self,
+        page: u32,
+        size: u32,
+    ) -> Result<cardhsm_proto::v1::ListOrganizationsResponse, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        let request = cardhsm_proto::v1::ListOrganizationsRequest { page, size };
+        self.authed(request, rpc!(OrganizationServiceClient, list_organizations)).await
+    }
+
+    /// `OrganizationService.CheckOrganization`: whether the name is free.
+    pub async fn check_organization(&self, name: &str) -> Result<bool, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        let request = cardhsm_proto::v1::CheckOrganizationRequest { name: name.to_owned() };
+        Ok(self.authed(request, rpc!(OrganizationServiceClient, check_organization)).await?.available)
+    }
+
+    /// `OrganizationService.ListOrganizationAuthorities`.
+    pub async fn list_organization_authorities(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<cardhsm_proto::v1::OrganizationAuthority>, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        let request = cardhsm_proto::v1::ListOrganizationAuthoritiesRequest {
+            organization_id: organization_id.to_owned(),
+        };
+        Ok(self
+            .authed(request, rpc!(OrganizationServiceClient, list_organization_authorities))
+            .await?
+            .authorities)
+    }
+
+    /// `OrganizationService.AddOrganizationAuthority`.
+    pub async fn add_organization_authority(
+        &self,
+        request: cardhsm_proto::v1::AddOrganizationAuthorityRequest,
+    ) -> Result<cardhsm_proto::v1::OrganizationAuthority, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        self.authed(request, rpc!(OrganizationServiceClient, add_organization_authority)).await
+    }
+
+    /// `OrganizationService.UpdateOrganizationAuthority`: unset fields stay.
+    pub async fn update_organization_authority(
+        &self,
+        request: cardhsm_proto::v1::UpdateOrganizationAuthorityRequest,
+    ) -> Result<cardhsm_proto::v1::OrganizationAuthority, ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        self.authed(request, rpc!(OrganizationServiceClient, update_organization_authority)).await
+    }
+
+    /// `OrganizationService.RemoveOrganizationAuthority`.
+    pub async fn remove_organization_authority(
+        &self,
+        organization_id: &str,
+        authority_id: &str,
+    ) -> Result<(), ClientError> {
+        use cardhsm_proto::v1::organization_service_client::OrganizationServiceClient;
+        let request = cardhsm_proto::v1::RemoveOrganizationAuthorityRequest {
+            organization_id: organization_id.to_owned(),
+            authority_id: authority_id.to_owned(),
+        };
+        self.authed(request, rpc!(OrganizationServiceClient, remove_organization_authority)).await?;
+        Ok(())
+    }
+}

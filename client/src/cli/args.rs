@@ -6,6 +6,7 @@ use cardhsm_client::names::parse_crl_reason;
 use cardhsm_proto::v1::{AuthorityKind, CardState, RevokeReason, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use super::orgs::OrgsCommand;
 pub use super::sessions::{ApiKeysCommand, SessionsCommand};
 pub use super::store::StoreCommand;
 use std::path::PathBuf;
@@ -98,6 +99,9 @@ pub enum Command {
     /// API keys for configured realms
     #[command(subcommand, name = "apikeys")]
     Apikeys(ApiKeysCommand),
+    /// Organizations and the authorities assigned to them
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod issuance;
+pub mod orgs;
 pub mod output;
 pub mod password;
 pub mod run;

@@ -5,7 +5,7 @@
 use super::args::{
     CardsCommand, Cli, Command, GlobalArgs, OutputFormat, ReadersCommand, TokensCommand, UsersCommand,
 };
-use super::{issuance, output, password, sessions, store};
+use super::{issuance, orgs, output, password, sessions, store};
 use cardhsm_client::v1::{RegisterCardRequest, Role};
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
@@ -251,6 +251,7 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
         Command::Store(command) => store::store(client, format, command).await,
         Command::Sessions(command) => sessions::sessions(client, format, command).await,
         Command::Apikeys(command) => sessions::api_keys(client, format, command).await,
+        Command::Orgs(command) => orgs::orgs(client, format, command).await,
     }
 }
 

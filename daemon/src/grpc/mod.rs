@@ -7,6 +7,7 @@ mod certstore;
 mod convert;
 mod handlers;
 mod issuance;
+mod organizations;
 mod sessions;
 pub mod status;
 
@@ -63,6 +64,9 @@ pub async fn serve(
     health
         .set_serving::<pb::certificate_store_service_server::CertificateStoreServiceServer<certstore::CertStoreApi>>()
         .await;
+    health
+        .set_serving::<pb::organization_service_server::OrganizationServiceServer<organizations::OrganizationApi>>()
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
@@ -108,6 +112,12 @@ pub async fn serve(
             pb::certificate_store_service_server::CertificateStoreServiceServer::new(
                 certstore::CertStoreApi(services.clone()),
             )
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            pb::organization_service_server::OrganizationServiceServer::new(organizations::OrganizationApi(
+                services.clone(),
+            ))
             .max_decoding_message_size(max_message),
         )
         .add_service(pb::session_service_server::SessionServiceServer::new(sessions::SessionApi(

@@ -8,6 +8,7 @@ pub mod cards;
 pub mod certstore;
 mod error;
 pub mod issuance;
+pub mod organizations;
 pub mod paging;
 pub mod readers;
 pub mod users;
@@ -78,6 +79,7 @@ pub struct Services {
     pub cards: Arc<cards::CardService>,
     pub certstore: Arc<certstore::CertStoreService>,
     pub issuance: Arc<issuance::IssuanceService>,
+    pub organizations: Arc<organizations::OrganizationService>,
     pub readers: Arc<readers::ReaderService>,
     pub users: Arc<users::UserService>,
 }
@@ -101,7 +103,8 @@ impl Services {
             issuance.clone(),
             readers.clone(),
         )?);
+        let organizations = Arc::new(organizations::OrganizationService::new(store.clone()));
         let users = Arc::new(users::UserService::new(store, auth.clone()));
-        Ok(Services { auth, cards, certstore, issuance, readers, users })
+        Ok(Services { auth, cards, certstore, issuance, organizations, readers, users })
     }
 }

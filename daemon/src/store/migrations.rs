@@ -208,6 +208,32 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE users ADD COLUMN credentials_not_before INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 6: organizations and the authorities assigned to them with a balance.
+    r#"
+    CREATE TABLE organizations (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL,
+        name_key        TEXT NOT NULL UNIQUE,   -- lower-cased name: unique case-insensitively
+        organization    TEXT,
+        city            TEXT,
+        state           TEXT,
+        country         TEXT,
+        manufacturer_id TEXT,
+        active          INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE TABLE organization_authorities (
+        organization_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+        authority_id    TEXT NOT NULL REFERENCES authorities(id),
+        balance         INTEGER NOT NULL CHECK (balance >= 0),
+        used            INTEGER NOT NULL DEFAULT 0,
+        enabled         INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        PRIMARY KEY (organization_id, authority_id)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -10,6 +10,7 @@ pub mod certificates;
 mod error;
 pub mod meta;
 mod migrations;
+pub mod organizations;
 pub mod sessions;
 pub mod token_certificates;
 pub mod token_csrs;

@@ -42,6 +42,7 @@ pub struct Api {
     pub issuance: pb::issuance_service_client::IssuanceServiceClient<Intercepted>,
     pub certstore: pb::certificate_store_service_client::CertificateStoreServiceClient<Intercepted>,
     pub sessions: pb::session_service_client::SessionServiceClient<Intercepted>,
+    pub organizations: pb::organization_service_client::OrganizationServiceClient<Intercepted>,
 }
 
 pub async fn channel(endpoint: &str) -> Channel {
@@ -60,7 +61,8 @@ pub async fn api(endpoint: &str, token: Option<String>) -> Api {
             ch.clone(),
             b.clone(),
         ),
-        sessions: pb::session_service_client::SessionServiceClient::with_interceptor(ch, b),
+        sessions: pb::session_service_client::SessionServiceClient::with_interceptor(ch.clone(), b.clone()),
+        organizations: pb::organization_service_client::OrganizationServiceClient::with_interceptor(ch, b),
     }
 }
 
