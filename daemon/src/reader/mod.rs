@@ -311,11 +311,6 @@ fn watch(shared: &Shared, ctx: &Context) -> Result<(), PcscError> {
     }
 }
 
-/// SELECT of the PIV application (NIST SP 800-73-4), and GET DATA of the CHUID.
-const SELECT_PIV: [u8; 15] =
-    [0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x00];
-const GET_CHUID: [u8; 11] = [0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00];
-
 /// The token serial OpenSC's PKCS#11 module gives the PIV card in `reader`, read from the
 /// card's CHUID: the GUID when the FASC-N says agency 9999 (a "PIV compatible" card) and the
 /// GUID is not zero, else the FASC-N; OpenSC writes it in hex and PKCS#11 keeps the last 16
@@ -329,16 +324,9 @@ fn piv_token_serial(ctx: &Context, reader: &std::ffi::CStr) -> Option<String> {
             return None;
         }
     };
-    let chuid = (|| {
-        let mut buf = [0u8; 4096];
-        let answer = card.transmit(&SELECT_PIV, &mut buf).ok()?;
-        if !answer.ends_with(&[0x90, 0x00]) && answer.len() >= 2 && answer[answer.len() - 2] != 0x61 {
-            return None;
-        }
-        transmit_all(&card, &GET_CHUID)
-    })();
+    let chuid = piv::read_chuid(&card);
     let _ = card.disconnect(Disposition::LeaveCard);
-    let chuid = chuid?;
+    let chuid = chuid.map_err(|e| tracing::debug!(error = %e, "cannot read the card's CHUID")).ok()?;
     let body = find_tlv(&chuid, 0x53)?;
     let fascn = find_tlv(body, 0x30);
     let guid = find_tlv(body, 0x34).filter(|g| g.len() == 16 && g.iter().any(|b| *b != 0));
@@ -351,25 +339,6 @@ fn piv_token_serial(ctx: &Context, reader: &std::ffi::CStr) -> Option<String> {
     };
     let hex = hex(id);
     Some(hex[hex.len().saturating_sub(16)..].to_owned())
-}
-
-/// Sends `apdu` and collects the whole answer, following 61xx with GET RESPONSE; the status
-/// word must end as 9000. Returns the data without it.
-fn transmit_all(card: &pcsc::Card, apdu: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 4096];
-    let mut out = Vec::new();
-    let mut next = apdu.to_vec();
-    for _ in 0..64 {
-        let answer = card.transmit(&next, &mut buf).ok()?;
-        let (data, sw) = answer.split_at(answer.len().checked_sub(2)?);
-        out.extend_from_slice(data);
-        match (sw[0], sw[1]) {
-            (0x90, 0x00) => return Some(out),
-            (0x61, n) => next = vec![0x00, 0xC0, 0x00, 0x00, n],
-            _ => return None,
-        }
-    }
-    None
 }
 
 /// The value of the first BER-TLV with one-byte tag `tag` at the top level of `b`.

@@ -116,7 +116,6 @@ impl Session {
         answer_expected: bool,
         what: &'static str,
     ) -> Result<Vec<u8>, PivError> {
-        let mut buf = vec![0u8; 4096];
         let chunks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(255).collect() };
         let last = chunks.len() - 1;
         let mut out = Vec::new();
@@ -130,21 +129,38 @@ impl Session {
             if i == last && answer_expected {
                 apdu.push(0x00);
             }
-            let mut next = apdu;
-            loop {
-                let answer = self.card.transmit(&next, &mut buf)?;
-                let (body, sw) =
-                    answer.split_at(answer.len().checked_sub(2).ok_or(PivError::NoAnswer(what))?);
-                out.extend_from_slice(body);
-                match (sw[0], sw[1]) {
-                    (0x90, 0x00) => break,
-                    (0x61, n) if out.len() < 65536 => next = vec![0x00, 0xC0, 0x00, 0x00, n],
-                    (a, b) => return Err(PivError::Status { what, sw: u16::from_be_bytes([a, b]) }),
-                }
-            }
+            out.extend(transmit(&self.card, &apdu, what)?);
         }
         Ok(out)
     }
+}
+
+/// Sends one APDU and collects its whole answer, following 61xx with GET RESPONSE; the final
+/// status must be 9000. Returns the data without the status word.
+fn transmit(card: &pcsc::Card, apdu: &[u8], what: &'static str) -> Result<Vec<u8>, PivError> {
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    let mut next = apdu.to_vec();
+    loop {
+        let answer = card.transmit(&next, &mut buf)?;
+        let (body, sw) = answer.split_at(answer.len().checked_sub(2).ok_or(PivError::NoAnswer(what))?);
+        out.extend_from_slice(body);
+        match (sw[0], sw[1]) {
+            (0x90, 0x00) => return Ok(out),
+            (0x61, n) if out.len() < 65536 => next = vec![0x00, 0xC0, 0x00, 0x00, n],
+            (a, b) => return Err(PivError::Status { what, sw: u16::from_be_bytes([a, b]) }),
+        }
+    }
+}
+
+/// The CHUID of the PIV card on `card` (a connection the caller owns, shared or not): SELECT
+/// of the PIV application, then GET DATA of the CHUID object; the answer with its 53 wrapper.
+pub(super) fn read_chuid(card: &pcsc::Card) -> Result<Vec<u8>, PivError> {
+    let mut select = vec![0x00, 0xA4, 0x04, 0x00, PIV_AID.len() as u8];
+    select.extend_from_slice(&PIV_AID);
+    select.push(0x00);
+    transmit(card, &select, "SELECT PIV")?;
+    transmit(card, &[0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x02, 0x00], "GET DATA CHUID")
 }
 
 fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {

@@ -122,16 +122,16 @@ impl ReaderService {
             .map_err(|e| piv_error(reader, e))
     }
 
-    /// Token serials and ATRs of the identified cards in the readers now (empty when
-    /// readers are disabled).
-    pub fn cards_present(&self) -> Vec<(String, Vec<u8>)> {
+    /// Token serials of the identified cards in the readers now (none when readers are
+    /// disabled).
+    pub fn card_serials(&self) -> Vec<String> {
         self.monitor
             .as_ref()
             .map(|m| {
                 m.readers()
                     .into_iter()
                     .filter(|r| r.card_present && !r.card_serial.is_empty())
-                    .map(|r| (r.card_serial, r.atr))
+                    .map(|r| r.card_serial)
                     .collect()
             })
             .unwrap_or_default()

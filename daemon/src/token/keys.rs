@@ -30,9 +30,20 @@ const RSA_PUBLIC_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
 
 /// How the token generates a key of this algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyShape {
+pub(super) enum KeyShape {
     Ec { curve: ObjectIdentifier, field_len: usize },
     Rsa { bits: u64 },
+}
+
+impl KeyShape {
+    /// The EC shape of a named curve we support (from CKA_EC_PARAMS), if it is one.
+    pub(super) fn ec(curve: ObjectIdentifier) -> Option<KeyShape> {
+        match curve {
+            SECP256R1 => Some(KeyShape::Ec { curve, field_len: 32 }),
+            SECP384R1 => Some(KeyShape::Ec { curve, field_len: 48 }),
+            _ => None,
+        }
+    }
 }
 
 fn shape(algorithm: KeyAlgorithm) -> KeyShape {
@@ -117,7 +128,12 @@ pub(super) fn generate(
     }
 }
 
-fn public_key_der(session: &Session, handle: ObjectHandle, shape: KeyShape) -> Result<Vec<u8>, OpError> {
+/// SubjectPublicKeyInfo DER of the public key object `handle`, read from its attributes.
+pub(super) fn public_key_der(
+    session: &Session,
+    handle: ObjectHandle,
+    shape: KeyShape,
+) -> Result<Vec<u8>, OpError> {
     match shape {
         KeyShape::Ec { curve, field_len } => {
             let attrs = session.get_attributes(handle, &[AttributeType::EcPoint])?;

@@ -4,7 +4,7 @@
 //! issued certificates with these; the certificate store lists, imports and deletes with them.
 
 use super::error::{OpError, TokenError};
-use super::keys::{ID_EC_PUBLIC_KEY, RSA_ENCRYPTION, SECP256R1, SECP384R1, ec_spki, rsa_spki};
+use super::keys::{ID_EC_PUBLIC_KEY, KeyShape, RSA_ENCRYPTION, public_key_der};
 use super::pool::OpCtx;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle};
@@ -274,44 +274,23 @@ pub(super) fn public_key(session: &Session, id: &[u8]) -> Result<Option<Vec<u8>>
         Attribute::KeyType(k) => Some(k),
         _ => None,
     });
-    match key_type {
+    let shape = match key_type {
         Some(KeyType::EC) => {
-            let (mut params, mut point) = (None, None);
-            for a in session.get_attributes(handle, &[AttributeType::EcParams, AttributeType::EcPoint])? {
-                match a {
-                    Attribute::EcParams(v) => params = Some(v),
-                    Attribute::EcPoint(v) => point = Some(v),
-                    _ => {}
-                }
-            }
-            let (Some(params), Some(point)) = (params, point) else {
-                return Err(bad_input("the EC public key has no CKA_EC_PARAMS / CKA_EC_POINT"));
-            };
+            let params = session
+                .get_attributes(handle, &[AttributeType::EcParams])?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::EcParams(v) => Some(v),
+                    _ => None,
+                })
+                .ok_or_else(|| bad_input("the EC public key has no CKA_EC_PARAMS"))?;
             let curve = ObjectIdentifier::from_der(&params)
                 .map_err(|e| bad_input(&format!("CKA_EC_PARAMS is not a named curve: {e}")))?;
-            let field_len = match curve {
-                SECP256R1 => 32,
-                SECP384R1 => 48,
-                other => return Err(bad_input(&format!("unsupported curve {other}"))),
-            };
-            Ok(Some(ec_spki(curve, field_len, &point)?))
+            KeyShape::ec(curve).ok_or_else(|| bad_input(&format!("unsupported curve {curve}")))?
         }
-        Some(KeyType::RSA) => {
-            let (mut modulus, mut exponent) = (None, None);
-            for a in
-                session.get_attributes(handle, &[AttributeType::Modulus, AttributeType::PublicExponent])?
-            {
-                match a {
-                    Attribute::Modulus(v) => modulus = Some(v),
-                    Attribute::PublicExponent(v) => exponent = Some(v),
-                    _ => {}
-                }
-            }
-            match (modulus, exponent) {
-                (Some(m), Some(e)) => Ok(Some(rsa_spki(&m, &e)?)),
-                _ => Err(bad_input("the RSA public key has no CKA_MODULUS / CKA_PUBLIC_EXPONENT")),
-            }
-        }
-        other => Err(bad_input(&format!("unsupported key type {other:?}"))),
-    }
+        // The size plays no part in reading the key back.
+        Some(KeyType::RSA) => KeyShape::Rsa { bits: 0 },
+        other => return Err(bad_input(&format!("unsupported key type {other:?}"))),
+    };
+    public_key_der(session, handle, shape).map(Some)
 }

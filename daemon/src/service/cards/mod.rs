@@ -207,7 +207,7 @@ impl CardService {
                 ));
             }
             let in_reader = self.readers.card_in("reader", &reader)?;
-            let atr: String = in_reader.atr.iter().map(|b| format!("{b:02x}")).collect();
+            let atr = pki::to_hex(&in_reader.atr);
             (in_reader.card_serial, format!("PIV card in {reader}"), atr)
         };
         let now = store::now();
@@ -862,7 +862,7 @@ impl CardService {
             }
         };
         // A card in a reader is present even when the PKCS#11 module does not show it.
-        set.extend(self.readers.cards_present().into_iter().map(|(serial, _)| serial));
+        set.extend(self.readers.card_serials());
         let set = Arc::new(set);
         if let Ok(mut guard) = self.presence.lock() {
             *guard = Some((Instant::now(), set.clone()));
@@ -1040,7 +1040,7 @@ fn record_atrs(readers: &ReaderService, store: Store) {
             if event.kind != crate::reader::ReaderEventKind::CardInserted || event.card_serial.is_empty() {
                 continue;
             }
-            let atr: String = event.atr.iter().map(|b| format!("{b:02x}")).collect();
+            let atr = pki::to_hex(&event.atr);
             let serial = event.card_serial.clone();
             let result = store
                 .write(move |tx| {
