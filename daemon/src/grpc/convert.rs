@@ -6,8 +6,11 @@ use cardhsm_proto::v1 as pb;
 
 pub fn role_to_pb(r: Role) -> i32 {
     (match r {
+        Role::SuperAdmin => pb::Role::SuperAdmin,
         Role::Admin => pb::Role::Admin,
         Role::Operator => pb::Role::Operator,
+        Role::EcoAdmin => pb::Role::EcoAdmin,
+        Role::OrgAdmin => pb::Role::OrgAdmin,
         Role::User => pb::Role::User,
     }) as i32
 }
@@ -15,8 +18,11 @@ pub fn role_to_pb(r: Role) -> i32 {
 /// Wire role → domain role; `None` for UNSPECIFIED or an unknown number.
 pub fn role_from_pb(v: i32) -> Option<Role> {
     match pb::Role::try_from(v).ok()? {
+        pb::Role::SuperAdmin => Some(Role::SuperAdmin),
         pb::Role::Admin => Some(Role::Admin),
         pb::Role::Operator => Some(Role::Operator),
+        pb::Role::EcoAdmin => Some(Role::EcoAdmin),
+        pb::Role::OrgAdmin => Some(Role::OrgAdmin),
         pb::Role::User => Some(Role::User),
         pb::Role::Unspecified => None,
     }

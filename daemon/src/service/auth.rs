@@ -10,7 +10,7 @@
 //! that a session still exists and is not idle costs no store read. Last activity is written
 //! back to the store at most every [`ACTIVITY_WRITE_BACK_SECS`].
 
-use super::{Principal, Role, ServiceError};
+use super::{OrgScope, Principal, Role, ServiceError};
 use crate::store::{self, Store, StoreError, api_keys, audit, meta, sessions, tokens, users};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -781,7 +781,10 @@ impl AuthService {
             expires_at: claims.exp,
             session_id: claims.sid,
             api_key_id: None,
-        })
+            scope: OrgScope::None,
+            profiles: Default::default(),
+        }
+        .with_platform_scope())
     }
 
     fn authenticate_api_key(&self, token: &str) -> Result<Principal, ServiceError> {
@@ -814,7 +817,10 @@ impl AuthService {
             expires_at: 0,
             session_id: session.rec.id.clone(),
             api_key_id: Some(session.rec.id.clone()),
-        })
+            scope: OrgScope::None,
+            profiles: Default::default(),
+        }
+        .with_platform_scope())
     }
 
     /// The live session `sid` of `user_id` for a credential issued at `iat`.

@@ -20,30 +20,67 @@ use crate::store::Store;
 use crate::token::TokenManager;
 use std::sync::Arc;
 
-/// Roles a principal may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Roles a principal may hold. Two families share the enum:
+/// - platform roles, held globally: `SuperAdmin` (manages administrators; always also holds
+///   `Admin`), `Admin` (everything else), `Operator` (card officer: card lifecycle, tokens);
+/// - organization roles, each held through a privilege in an ecosystem and organization:
+///   `EcoAdmin` (every organization of its ecosystem), `OrgAdmin` (its organization),
+///   `User` (its own cards, and batches with the profiles its privilege names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
-    /// System administrator: everything.
+    SuperAdmin,
     Admin,
-    /// Card officer: card lifecycle and tokens.
     Operator,
-    /// End user: reads their own cards.
+    EcoAdmin,
+    OrgAdmin,
     User,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Admin, Role::Operator, Role::User];
+    pub const ALL: [Role; 6] =
+        [Role::SuperAdmin, Role::Admin, Role::Operator, Role::EcoAdmin, Role::OrgAdmin, Role::User];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::SuperAdmin => "SUPER_ADMIN",
             Role::Admin => "ADMIN",
             Role::Operator => "OPERATOR",
+            Role::EcoAdmin => "ECO_ADMIN",
+            Role::OrgAdmin => "ORG_ADMIN",
             Role::User => "USER",
         }
     }
 
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Platform roles see every organization.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Role::SuperAdmin | Role::Admin | Role::Operator)
+    }
+}
+
+/// Which organizations' records a principal may see and change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OrgScope {
+    /// Platform roles: every organization.
+    All,
+    /// Organization roles: these organizations (an ECO_ADMIN's are every organization of its
+    /// ecosystems, resolved when the credential is checked).
+    Only(std::collections::BTreeSet<String>),
+    /// No organization at all (a user without privileges).
+    #[default]
+    None,
+}
+
+impl OrgScope {
+    pub fn contains(&self, organization_id: &str) -> bool {
+        match self {
+            OrgScope::All => true,
+            OrgScope::Only(ids) => ids.contains(organization_id),
+            OrgScope::None => false,
+        }
     }
 }
 
@@ -59,6 +96,11 @@ pub struct Principal {
     pub session_id: String,
     /// The API key presented, when the credential is one.
     pub api_key_id: Option<String>,
+    /// The organizations this caller acts in.
+    pub scope: OrgScope,
+    /// Profiles the caller's USER privileges allow (platform roles, ECO_ADMIN and ORG_ADMIN
+    /// may use every profile of their organizations' authorities).
+    pub profiles: std::collections::BTreeSet<String>,
 }
 
 impl Principal {
@@ -69,6 +111,25 @@ impl Principal {
     /// Operators and administrators act on anyone's cards; users only on their own.
     pub fn is_card_officer(&self) -> bool {
         self.has_role(Role::Admin) || self.has_role(Role::Operator)
+    }
+
+    /// Whether the caller may see and act on records of `organization_id`.
+    pub fn in_organization(&self, organization_id: &str) -> bool {
+        self.scope.contains(organization_id)
+    }
+
+    /// Platform roles see every organization (organization privileges are added by the
+    /// authentication service from the store).
+    pub(crate) fn with_platform_scope(mut self) -> Self {
+        if self.roles.iter().any(|r| r.is_platform()) {
+            self.scope = OrgScope::All;
+        }
+        self
+    }
+
+    /// Whether the caller may issue with `profile` (batches, certificates).
+    pub fn may_use_profile(&self, profile: &str) -> bool {
+        self.roles.iter().any(|r| *r != Role::User) || self.profiles.contains(profile)
     }
 }
 
