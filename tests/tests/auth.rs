@@ -36,13 +36,13 @@ async fn login_refresh_and_whoami() {
     let tokens = login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     assert_eq!(tokens.token_type, "Bearer");
     assert_eq!(tokens.expires_in, 900, "access tokens live 15 minutes by default");
-    assert_eq!(tokens.roles, [pb::Role::Admin as i32]);
+    assert_eq!(tokens.roles, [pb::Role::SuperAdmin as i32, pb::Role::Admin as i32]);
     assert!(!tokens.refresh_token.is_empty());
 
     let mut api = api(&daemon.endpoint, Some(tokens.access_token.clone())).await;
     let me = api.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("whoami").into_inner();
     assert_eq!(me.username, "admin");
-    assert_eq!(me.roles, [pb::Role::Admin as i32]);
+    assert_eq!(me.roles, [pb::Role::SuperAdmin as i32, pb::Role::Admin as i32]);
 
     // Refresh rotates: a new pair, and the new access token works.
     let mut anon = support::api(&daemon.endpoint, None).await;

@@ -65,7 +65,7 @@ async fn python_grpcio_client_uses_the_api_through_reflection_without_proto_file
     assert_eq!(login["reflected_token_matches"], true, "{report:#}");
     assert_eq!(login["token_type"], "Bearer", "{report:#}");
     assert_eq!(login["expires_in"], 900, "{report:#}");
-    assert_eq!(login["roles"], serde_json::json!(["ROLE_ADMIN"]), "{report:#}");
+    assert_eq!(login["roles"], serde_json::json!(["ROLE_SUPER_ADMIN", "ROLE_ADMIN"]), "{report:#}");
 
     // Reflection with the token lists our services and the standard health service.
     let services: Vec<&str> =
@@ -103,7 +103,7 @@ async fn python_grpcio_client_uses_the_api_through_reflection_without_proto_file
 
     // Calls through dynamically built messages.
     assert_eq!(report["whoami"]["username"], "admin", "{report:#}");
-    assert_eq!(report["whoami"]["roles"], serde_json::json!(["ROLE_ADMIN"]), "{report:#}");
+    assert_eq!(report["whoami"]["roles"], serde_json::json!(["ROLE_SUPER_ADMIN", "ROLE_ADMIN"]), "{report:#}");
     let tokens = &report["list_tokens"]["tokens"];
     let labels = names(tokens, "label");
     assert!(labels.contains(&env.daemon_token_label.as_str()), "labels {labels:?}");

@@ -377,7 +377,8 @@ impl AuthService {
                     id: id.clone(),
                     username: BOOTSTRAP_ADMIN.into(),
                     password_hash: hash,
-                    roles: vec![Role::Admin.as_str().into()],
+                    // The first administrator manages the others too.
+                    roles: vec![Role::SuperAdmin.as_str().into(), Role::Admin.as_str().into()],
                     enabled: true,
                     created_at: now,
                     updated_at: now,

@@ -234,6 +234,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (organization_id, authority_id)
     );
     "#,
+    // 7: ecosystems (a default one holds every organization until others are made), their
+    // password policy, and users' privileges: a role in an ecosystem and organization with the
+    // profiles it may use.
+    r#"
+    CREATE TABLE ecosystems (
+        id                  TEXT PRIMARY KEY,
+        name                TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_min_length INTEGER NOT NULL DEFAULT 12
+                            CHECK (password_min_length BETWEEN 1 AND 50),
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL
+    );
+    INSERT INTO ecosystems (id, name, password_min_length, created_at, updated_at)
+        VALUES ('default', 'default', 12, CAST(strftime('%s', 'now') AS INTEGER),
+                CAST(strftime('%s', 'now') AS INTEGER));
+    ALTER TABLE organizations ADD COLUMN ecosystem_id TEXT NOT NULL DEFAULT 'default';
+    CREATE INDEX organizations_ecosystem ON organizations(ecosystem_id);
+    CREATE TABLE user_privileges (
+        user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role            TEXT NOT NULL CHECK (role IN ('USER', 'ORG_ADMIN', 'ECO_ADMIN')),
+        ecosystem_id    TEXT NOT NULL REFERENCES ecosystems(id),
+        -- NULL for ECO_ADMIN, which spans its ecosystem.
+        organization_id TEXT REFERENCES organizations(id) ON DELETE CASCADE,
+        -- Comma-separated profile ids a USER privilege may issue with.
+        profiles        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE UNIQUE INDEX user_privileges_unique
+        ON user_privileges(user_id, role, ecosystem_id, IFNULL(organization_id, ''));
+    CREATE INDEX user_privileges_organization ON user_privileges(organization_id);
+    "#,
 ];
 
 /// The schema version this binary writes.
