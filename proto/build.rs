@@ -5,7 +5,7 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 12] = [
+const SECRET_MESSAGES: [&str; 21] = [
     ".cardhsm.v1.LoginRequest",
     // old_pin, new_pin / puk, new_pin of a card.
     ".cardhsm.v1.ChangePinRequest",
@@ -13,6 +13,12 @@ const SECRET_MESSAGES: [&str; 12] = [
     ".cardhsm.v1.RefreshRequest",
     ".cardhsm.v1.LoginResponse",
     ".cardhsm.v1.CreateUserRequest",
+    // current_password (and new passwords).
+    ".cardhsm.v1.UpdateEmailRequest",
+    ".cardhsm.v1.UpdateCredentialsRequest",
+    // A password-reset code (and new passwords).
+    ".cardhsm.v1.ResetPasswordRequest",
+    ".cardhsm.v1.ValidateCodeRequest",
     // pkcs12_password.
     ".cardhsm.v1.IssueCertificateRequest",
     // pkcs12: a private key, encrypted, but under a password that may be weak.
@@ -25,6 +31,13 @@ const SECRET_MESSAGES: [&str; 12] = [
     ".cardhsm.v1.RealmAuthRequest",
     // api_key.
     ".cardhsm.v1.RealmAuthResponse",
+    // pkcs12_password of a batch (the response carries a generated one, once).
+    ".cardhsm.v1.CreateBatchRequest",
+    ".cardhsm.v1.CreateSingleCertBatchRequest",
+    ".cardhsm.v1.UploadCsvBatchRequest",
+    ".cardhsm.v1.CreateBatchResponse",
+    // A chunk of a ZIP of PKCS#12 files (private keys, under a password).
+    ".cardhsm.v1.DownloadChunk",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

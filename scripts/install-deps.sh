@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what cardhsm needs to build and test on Debian: SoftHSM, OpenSC (pkcs11-tool),
-# pcscd and libpcsclite, openssl, python3 — and Rust (rustup) when cargo is missing.
+# pcscd and libpcsclite, openssl, python3, unzip (batch ZIPs) — and Rust (rustup) when cargo is missing.
 #
 # Idempotent and quiet: when everything is already there it prints nothing and exits 0.
 # Runs apt-get as root, or through sudo when not root. Exits non-zero with a clear message
 # when something cannot be installed.
 set -euo pipefail
 
-PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd util-linux mount pkg-config openssl ca-certificates python3)
+PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd util-linux mount pkg-config openssl ca-certificates python3 unzip)
 
 die() {
     echo "install-deps: error: $*" >&2

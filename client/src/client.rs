@@ -276,6 +276,7 @@ impl CardhsmClient {
             username: username.to_owned(),
             password: password.to_owned(),
             roles: roles.iter().map(|&role| role.into()).collect(),
+            ..Default::default()
         };
         self.authed(request, rpc!(UserServiceClient, create_user)).await
     }
@@ -287,7 +288,10 @@ impl CardhsmClient {
         page_token: &str,
     ) -> Result<ListUsersResponse, ClientError> {
         let request =
-            ListUsersRequest { page: Some(PageRequest { page_size, page_token: page_token.to_owned() }) };
+            ListUsersRequest {
+                page: Some(PageRequest { page_size, page_token: page_token.to_owned() }),
+                ..Default::default()
+            };
         self.authed(request, rpc!(UserServiceClient, list_users)).await
     }
 
@@ -768,5 +772,122 @@ impl CardhsmClient {
         };
         self.authed(request, rpc!(OrganizationServiceClient, remove_organization_authority)).await?;
         Ok(())
+    }
+}
+
+/// Administrators (`AdminService`): administrators read, super administrators change.
+impl CardhsmClient {
+    /// The generated `AdminService` client with the current access token attached (no refresh).
+    pub fn admins_raw(&self) -> cardhsm_proto::v1::admin_service_client::AdminServiceClient<AuthedChannel> {
+        cardhsm_proto::v1::admin_service_client::AdminServiceClient::new(self.authed_channel())
+    }
+
+    /// `AdminService.ListAdmins`: one page (`page_size` 0 = 100), optionally searched.
+    pub async fn list_admins(
+        &self,
+        page_size: u32,
+        page_token: &str,
+        search: &str,
+    ) -> Result<cardhsm_proto::v1::ListAdminsResponse, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        let request = cardhsm_proto::v1::ListAdminsRequest {
+            page: Some(PageRequest { page_size, page_token: page_token.to_owned() }),
+            search: search.to_owned(),
+        };
+        self.authed(request, rpc!(AdminServiceClient, list_admins)).await
+    }
+
+    /// `AdminService.GetAdmin`.
+    pub async fn get_admin(&self, uuid: &str) -> Result<cardhsm_proto::v1::Admin, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        let request = cardhsm_proto::v1::GetAdminRequest { uuid: uuid.to_owned() };
+        self.authed(request, rpc!(AdminServiceClient, get_admin)).await
+    }
+
+    /// `AdminService.CreateAdmin`.
+    pub async fn create_admin(
+        &self,
+        request: cardhsm_proto::v1::CreateAdminRequest,
+    ) -> Result<cardhsm_proto::v1::Admin, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        self.authed(request, rpc!(AdminServiceClient, create_admin)).await
+    }
+
+    /// `AdminService.EditAdmin`.
+    pub async fn edit_admin(
+        &self,
+        request: cardhsm_proto::v1::EditAdminRequest,
+    ) -> Result<cardhsm_proto::v1::Admin, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        self.authed(request, rpc!(AdminServiceClient, edit_admin)).await
+    }
+
+    /// `AdminService.EnableAdmins`: the unknown uuids come back in `not_found`.
+    pub async fn enable_admins(
+        &self,
+        uuids: Vec<String>,
+    ) -> Result<cardhsm_proto::v1::BulkAdminsResponse, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        let request = cardhsm_proto::v1::BulkAdminsRequest { uuids };
+        self.authed(request, rpc!(AdminServiceClient, enable_admins)).await
+    }
+
+    /// `AdminService.DisableAdmins`: the unknown uuids come back in `not_found`.
+    pub async fn disable_admins(
+        &self,
+        uuids: Vec<String>,
+    ) -> Result<cardhsm_proto::v1::BulkAdminsResponse, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        let request = cardhsm_proto::v1::BulkAdminsRequest { uuids };
+        self.authed(request, rpc!(AdminServiceClient, disable_admins)).await
+    }
+
+    /// `AdminService.DeleteAdmins`: the unknown uuids come back in `not_found`.
+    pub async fn delete_admins(
+        &self,
+        uuids: Vec<String>,
+    ) -> Result<cardhsm_proto::v1::BulkAdminsResponse, ClientError> {
+        use cardhsm_proto::v1::admin_service_client::AdminServiceClient;
+        let request = cardhsm_proto::v1::BulkAdminsRequest { uuids };
+        self.authed(request, rpc!(AdminServiceClient, delete_admins)).await
+    }
+}
+
+/// Users (`UserService`): one generic call, so the CLI (`cardhsm users …`) reaches every user
+/// RPC with this client's token handling (refresh before expiry, one retry after
+/// UNAUTHENTICATED).
+impl CardhsmClient {
+    /// One `UserService` call: `call` gets a generated client and the request, e.g.
+    /// `client.user_call(req, |mut c, r| async move { c.update_user(r).await })`.
+    pub async fn user_call<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: Fn(cardhsm_proto::v1::user_service_client::UserServiceClient<AuthedChannel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        use cardhsm_proto::v1::user_service_client::UserServiceClient;
+        self.authed(request, |channel, r| call(UserServiceClient::new(channel), r)).await
+    }
+}
+
+/// Batches (`BatchService`): one generic call, so the CLI (`cardhsm batch …`) and the tests use
+/// the generated client with this client's token handling (refresh before expiry, one retry
+/// after UNAUTHENTICATED), streams included.
+impl CardhsmClient {
+    /// One `BatchService` call: `call` gets a generated client and the request, e.g.
+    /// `client.batch_call(req, |mut c, r| async move { c.get_batch(r).await })`.
+    pub async fn batch_call<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: Fn(cardhsm_proto::v1::batch_service_client::BatchServiceClient<AuthedChannel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        use cardhsm_proto::v1::batch_service_client::BatchServiceClient;
+        self.authed(request, |channel, r| call(BatchServiceClient::new(channel), r)).await
+    }
+
+    /// The generated `BatchService` client (bearer token attached, no refresh).
+    pub fn batches_raw(&self) -> cardhsm_proto::v1::batch_service_client::BatchServiceClient<AuthedChannel> {
+        cardhsm_proto::v1::batch_service_client::BatchServiceClient::new(self.authed_channel())
     }
 }

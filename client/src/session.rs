@@ -111,23 +111,7 @@ impl Session {
             })
             .map_err(|source| ClientError::SessionFormat { path: path.to_owned(), source })?,
         );
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(io_error)?;
-        let name = path.file_name().ok_or_else(|| {
-            io_error(io::Error::new(io::ErrorKind::InvalidInput, "the session path names no file"))
-        })?;
-        let mut tmp_name = OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let written = write_private(&tmp, &json).and_then(|()| fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written.map_err(io_error)
+        replace_private(path, &json).map_err(io_error)
     }
 
     /// Deletes the session file; `Ok(false)` when there was none.
@@ -159,6 +143,85 @@ impl Session {
             }
         });
     }
+}
+
+/// A certificate login (`cardhsm login --cert … --key …`): the endpoint and the TLS files later
+/// commands connect with. It holds no token: the daemon authenticates the client certificate on
+/// every call. Kept in the same file as a [`Session`] (one or the other), told apart by its
+/// `client_certificate` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSession {
+    /// The endpoint the certificate was checked against.
+    pub endpoint: String,
+    /// PEM client certificate and its key (absolute paths).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// PEM CA file for the daemon's certificate, when one was given.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CertFile {
+    endpoint: String,
+    client_certificate: PathBuf,
+    client_key: PathBuf,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+}
+
+impl CertSession {
+    /// Reads a certificate login at `path`; `Ok(None)` when there is no file or it holds a
+    /// token [`Session`].
+    pub fn load(path: &Path) -> Result<Option<Self>, ClientError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => Zeroizing::new(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ClientError::SessionIo { path: path.to_owned(), source }),
+        };
+        let format = |source| ClientError::SessionFormat { path: path.to_owned(), source };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(format)?;
+        if value.get("client_certificate").is_none() {
+            return Ok(None);
+        }
+        let file: CertFile = serde_json::from_value(value).map_err(format)?;
+        Ok(Some(Self { endpoint: file.endpoint, cert: file.client_certificate, key: file.client_key, ca_file: file.ca_file }))
+    }
+
+    /// Writes the certificate login to `path` like [`Session::save`] (mode 0600, atomically),
+    /// replacing any token session there.
+    pub fn save(&self, path: &Path) -> Result<(), ClientError> {
+        let file = CertFile {
+            endpoint: self.endpoint.clone(),
+            client_certificate: self.cert.clone(),
+            client_key: self.key.clone(),
+            ca_file: self.ca_file.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|source| ClientError::SessionFormat { path: path.to_owned(), source })?;
+        replace_private(path, &json).map_err(|source| ClientError::SessionIo { path: path.to_owned(), source })
+    }
+}
+
+/// Replaces `path` atomically (temporary file + rename) with `bytes`, mode 0600, creating missing
+/// directories with mode 0700.
+fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the session path names no file"))?;
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = write_private(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Creates `path` afresh (never through an existing file or symlink) with mode 0600 and writes

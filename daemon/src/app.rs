@@ -78,7 +78,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             .map_err(|source| StartError::ReadyFile { path: path.display().to_string(), source })?;
     }
 
-    grpc::serve(&config.server, listener, services, shutdown_signal()).await?;
+    // The batch engine resumes every unfinished batch. On SIGTERM it stops taking work at
+    // once (in-flight device groups commit) while the server drains, then gets what is left
+    // of ~8 s to finish, so the daemon exits within 10 s.
+    let batches = services.batches.clone();
+    batches.start().await?;
+    let signal_batches = batches.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        signal_batches.stop();
+    };
+    grpc::serve(&config.server, listener, services, shutdown).await?;
+    if !batches.stopped(std::time::Duration::from_secs(8)).await {
+        tracing::warn!("batch workers still busy at exit; their unfinished devices resume on restart");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -35,6 +35,55 @@ pub struct Config {
     pub readers: ReadersConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    #[serde(default)]
+    pub batches: BatchesConfig,
+}
+
+/// `[batches]`: the batch engine (BatchService).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchesConfig {
+    /// The most devices one batch may order. Default 100000.
+    #[serde(default = "defaults::batches_max_batch_size")]
+    pub max_batch_size: u32,
+    /// Seconds after a batch finishes before its stored files (PKCS#12s) are removed and the
+    /// batch becomes ZIP_REMOVED_AFTER_EXPIRATION. Default 604800 (7 days).
+    #[serde(default = "defaults::batches_zip_lifetime_secs")]
+    pub zip_lifetime_secs: u32,
+    /// How often expired files are looked for, in seconds. Default 60.
+    #[serde(default = "defaults::batches_sweep_interval_secs")]
+    pub sweep_interval_secs: u32,
+    /// Devices worked in parallel groups at once (key generation, PKCS#12): 0 = one per CPU
+    /// core. Default 0.
+    #[serde(default)]
+    pub workers: u32,
+    /// Devices committed per store transaction. Default 64.
+    #[serde(default = "defaults::batches_devices_per_transaction")]
+    pub devices_per_transaction: u32,
+}
+
+impl Default for BatchesConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: defaults::batches_max_batch_size(),
+            zip_lifetime_secs: defaults::batches_zip_lifetime_secs(),
+            sweep_interval_secs: defaults::batches_sweep_interval_secs(),
+            workers: 0,
+            devices_per_transaction: defaults::batches_devices_per_transaction(),
+        }
+    }
+}
+
+/// `[notify]`: how messages to people (password-reset codes) are delivered.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The outbox file: one JSON line per message (`to`, `subject`, `body`). Default
+    /// `outbox.jsonl` in the directory of `store.path`; relative to the config file's directory.
+    #[serde(default)]
+    pub outbox: Option<PathBuf>,
 }
 
 /// `[readers]`: card readers over PC/SC.
@@ -127,6 +176,9 @@ pub struct AuthConfig {
     /// Realms for API keys (`AuthService.RealmAuth`). Default: none.
     #[serde(default)]
     pub realms: Vec<RealmConfig>,
+    /// How long a password-reset code stays valid, in seconds. Default 3600, 1..=86400.
+    #[serde(default = "defaults::password_reset_code_ttl_secs")]
+    pub password_reset_code_ttl_secs: u32,
 }
 
 /// `[[auth.realms]]`: a realm API keys are issued for; a key carries the realm's roles, and only
@@ -426,6 +478,18 @@ pub mod defaults {
     pub fn readers_enabled() -> bool {
         true
     }
+    pub fn batches_max_batch_size() -> u32 {
+        100_000
+    }
+    pub fn batches_zip_lifetime_secs() -> u32 {
+        604_800
+    }
+    pub fn batches_sweep_interval_secs() -> u32 {
+        60
+    }
+    pub fn batches_devices_per_transaction() -> u32 {
+        64
+    }
     pub fn max_upload_bytes() -> u32 {
         4 * 1024 * 1024
     }
@@ -452,6 +516,9 @@ pub mod defaults {
     }
     pub fn login_throttle_secs() -> u32 {
         2
+    }
+    pub fn password_reset_code_ttl_secs() -> u32 {
+        3_600
     }
     pub fn module() -> PathBuf {
         PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")
@@ -536,6 +603,7 @@ impl Default for AuthConfig {
             login_throttle_after: defaults::login_throttle_after(),
             login_throttle_secs: defaults::login_throttle_secs(),
             realms: Vec::new(),
+            password_reset_code_ttl_secs: defaults::password_reset_code_ttl_secs(),
         }
     }
 }
@@ -573,6 +641,8 @@ impl Default for Config {
             issuance: IssuanceConfig::default(),
             readers: ReadersConfig::default(),
             logging: LoggingConfig::default(),
+            notify: NotifyConfig::default(),
+            batches: BatchesConfig::default(),
         }
     }
 }

@@ -70,6 +70,11 @@ impl Config {
         {
             *f = base.join(&*f);
         }
+        if let Some(f) = &mut self.notify.outbox
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
         self.auth.bootstrap_password.resolve_relative(base);
         self.pkcs11.card_pin.resolve_relative(base);
         for t in &mut self.pkcs11.tokens {
@@ -92,11 +97,20 @@ impl Config {
         check_range("server.max_upload_bytes", self.server.max_upload_bytes, 1024, 256 * 1024 * 1024)?;
         check_path("store.path", &self.store.path)?;
         check_range("store.readers", self.store.readers, 1, 64)?;
+        check_range("batches.max_batch_size", self.batches.max_batch_size, 1, 1_000_000)?;
+        check_range("batches.zip_lifetime_secs", self.batches.zip_lifetime_secs, 1, 31_536_000)?;
+        check_range("batches.sweep_interval_secs", self.batches.sweep_interval_secs, 1, 86_400)?;
+        check_range("batches.workers", self.batches.workers, 0, 256)?;
+        check_range("batches.devices_per_transaction", self.batches.devices_per_transaction, 1, 10_000)?;
         check_range("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs, 60, 86_400)?;
         check_range("auth.refresh_token_ttl_secs", self.auth.refresh_token_ttl_secs, 300, 2_592_000)?;
         self.auth.bootstrap_password.check("auth.bootstrap_password")?;
         check_range("auth.login_throttle_after", self.auth.login_throttle_after, 1, 100)?;
         check_range("auth.login_throttle_secs", self.auth.login_throttle_secs, 0, 900)?;
+        check_range("auth.password_reset_code_ttl_secs", self.auth.password_reset_code_ttl_secs, 1, 86_400)?;
+        if let Some(f) = &self.notify.outbox {
+            check_path("notify.outbox", f)?;
+        }
         let mut realm_names = std::collections::HashSet::new();
         for (i, r) in self.auth.realms.iter().enumerate() {
             let key = format!("auth.realms[{i}]");

@@ -93,6 +93,8 @@ fn example_file_documents_every_key() {
         "bootstrap_password",
         "login_throttle_after",
         "login_throttle_secs",
+        "password_reset_code_ttl_secs",
+        "outbox",
         "roles",
         "module",
         "sessions_per_token",

@@ -92,7 +92,44 @@ mod redacted_debug {
                 .field("username", &self.username)
                 .field("password", &"[redacted]")
                 .field("roles", &self.roles)
+                .field("first_name", &self.first_name)
+                .field("last_name", &self.last_name)
+                .field("phone", &self.phone)
+                .field("email", &self.email)
+                .field("repeated_password", &"[redacted]")
                 .finish()
+        }
+    }
+    impl fmt::Debug for UpdateEmailRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UpdateEmailRequest")
+                .field("email", &self.email)
+                .field("current_password", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for UpdateCredentialsRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UpdateCredentialsRequest")
+                .field("current_password", &"[redacted]")
+                .field("new_username", &self.new_username)
+                .field("new_password", &"[redacted]")
+                .field("repeated_new_password", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for ResetPasswordRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ResetPasswordRequest")
+                .field("code", &"[redacted]")
+                .field("new_password", &"[redacted]")
+                .field("repeated_new_password", &"[redacted]")
+                .finish()
+        }
+    }
+    impl fmt::Debug for ValidateCodeRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ValidateCodeRequest").field("code", &"[redacted]").finish()
         }
     }
     impl fmt::Debug for IssueCertificateRequest {
@@ -135,6 +172,67 @@ mod redacted_debug {
                 .field("protected", &self.protected)
                 .field("system_use_only", &self.system_use_only)
                 .finish()
+        }
+    }
+
+    // Batches: the PKCS#12 password of a batch, and the ZIP of PKCS#12 files.
+    impl fmt::Debug for CreateBatchRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateBatchRequest")
+                .field("organization_id", &self.organization_id)
+                .field("authority_id", &self.authority_id)
+                .field("profile_id", &self.profile_id)
+                .field("batch_name", &self.batch_name)
+                .field("generator_id", &self.generator_id)
+                .field("generator_params", &self.generator_params)
+                .field("batch_size", &self.batch_size)
+                .field("profile_params", &self.profile_params)
+                .field("key_type", &self.key_type)
+                .field("pkcs12_password", &"[redacted]")
+                .field("validity_years", &self.validity_years)
+                .finish()
+        }
+    }
+    impl fmt::Debug for CreateSingleCertBatchRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateSingleCertBatchRequest")
+                .field("organization_id", &self.organization_id)
+                .field("authority_id", &self.authority_id)
+                .field("profile_id", &self.profile_id)
+                .field("batch_name", &self.batch_name)
+                .field("profile_params", &self.profile_params)
+                .field("key_type", &self.key_type)
+                .field("pkcs12_password", &"[redacted]")
+                .field("validity_years", &self.validity_years)
+                .finish()
+        }
+    }
+    impl fmt::Debug for UploadCsvBatchRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UploadCsvBatchRequest")
+                .field("organization_id", &self.organization_id)
+                .field("authority_id", &self.authority_id)
+                .field("profile_id", &self.profile_id)
+                .field("batch_name", &self.batch_name)
+                .field("profile_params", &self.profile_params)
+                .field("file", &format_args!("[{} bytes]", self.file.len()))
+                .field("key_type", &self.key_type)
+                .field("pkcs12_password", &"[redacted]")
+                .field("validity_years", &self.validity_years)
+                .finish()
+        }
+    }
+    impl fmt::Debug for CreateBatchResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateBatchResponse")
+                .field("batch", &self.batch)
+                .field("pkcs12_password", &if self.pkcs12_password.is_empty() { "[none]" } else { "[redacted]" })
+                .finish()
+        }
+    }
+    impl fmt::Debug for DownloadChunk {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("DownloadChunk").field("data", &format_args!("[{} bytes]", self.data.len())).finish()
         }
     }
 }

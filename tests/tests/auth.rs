@@ -23,6 +23,7 @@ async fn create_user(admin: &mut Api, username: &str, password: &str, role: pb::
             username: username.into(),
             password: password.into(),
             roles: vec![role as i32],
+            ..Default::default()
         })
         .await
         .expect("create user")
@@ -204,11 +205,12 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
                 username: "sneaky".into(),
                 password: "sneaky-password-1".into(),
                 roles: vec![1],
+                ..Default::default()
             })
             .await,
         Code::PermissionDenied,
     );
-    expect_code(user.users.list_users(pb::ListUsersRequest { page: None }).await, Code::PermissionDenied);
+    expect_code(user.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await, Code::PermissionDenied);
     // Their own cards: yes. Someone else's: no.
     let own = user
         .cards
@@ -227,7 +229,7 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
     expect_code(user.cards.get_card(pb::GetCardRequest { id: theirs.id.clone() }).await, Code::NotFound);
 
     // An operator runs the card lifecycle but does not manage users.
-    expect_code(officer.users.list_users(pb::ListUsersRequest { page: None }).await, Code::PermissionDenied);
+    expect_code(officer.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await, Code::PermissionDenied);
     officer.cards.list_tokens(pb::ListTokensRequest {}).await.expect("operator lists tokens");
     assert_eq!(store_snapshot(&env.store_path()), before, "refused calls changed the store");
     officer
@@ -252,6 +254,7 @@ async fn users_are_created_validated_and_listed() {
         username: u.into(),
         password: p.into(),
         roles,
+        ..Default::default()
     };
     expect_invalid_field(admin.users.create_user(req("ab", USER_PASSWORD, vec![3])).await, "username");
     expect_invalid_field(admin.users.create_user(req("has space", USER_PASSWORD, vec![3])).await, "username");
@@ -266,7 +269,7 @@ async fn users_are_created_validated_and_listed() {
 
     let u = create_user(&mut admin, "alice", USER_PASSWORD, pb::Role::Operator).await;
     assert_eq!(u.roles, [pb::Role::Operator as i32]);
-    let list = admin.users.list_users(pb::ListUsersRequest { page: None }).await.expect("list").into_inner();
+    let list = admin.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await.expect("list").into_inner();
     let names: Vec<_> = list.users.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["admin", "alice"]);
     assert_eq!(list.page.expect("page").total_count, 2);
@@ -341,15 +344,15 @@ async fn passwords_and_pins_never_reach_the_log() {
     .await
     .expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    create_user(&mut admin, "bob", USER_PASSWORD, pb::Role::User).await;
+    create_user(&mut admin, "bobby", USER_PASSWORD, pb::Role::User).await;
     // Exercise the paths that handle secrets: failed and good logins, refresh, token use, a
     // card issuance that logs in to the card token with its PIN.
     let mut anon = api(&daemon.endpoint, None).await;
     let _ = anon
         .auth
-        .login(pb::LoginRequest { username: "bob".into(), password: "wrong-but-secret-pw".into() })
+        .login(pb::LoginRequest { username: "bobby".into(), password: "wrong-but-secret-pw".into() })
         .await;
-    let t = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
+    let t = login(&daemon.endpoint, "bobby", USER_PASSWORD).await;
     anon.auth.refresh(pb::RefreshRequest { refresh_token: t.refresh_token.clone() }).await.expect("refresh");
     let card = admin
         .cards
@@ -367,7 +370,7 @@ async fn passwords_and_pins_never_reach_the_log() {
         .auth
         .realm_auth(pb::RealmAuthRequest {
             realm: "automation".into(),
-            username: "bob".into(),
+            username: "bobby".into(),
             password: USER_PASSWORD.into(),
         })
         .await
@@ -378,7 +381,7 @@ async fn passwords_and_pins_never_reach_the_log() {
     with_key.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("key works");
     let mut bob = api(&daemon.endpoint, Some(t.access_token.clone())).await;
     let _ = bob.auth.who_am_i(pb::WhoAmIRequest {}).await;
-    let bob2 = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
+    let bob2 = login(&daemon.endpoint, "bobby", USER_PASSWORD).await;
     let mut bob2_api = api(&daemon.endpoint, Some(bob2.access_token.clone())).await;
     bob2_api
         .auth
@@ -389,7 +392,7 @@ async fn passwords_and_pins_never_reach_the_log() {
         })
         .await
         .expect("change password");
-    let bob3 = login(&daemon.endpoint, "bob", "changed-secret-password-9").await;
+    let bob3 = login(&daemon.endpoint, "bobby", "changed-secret-password-9").await;
     api(&daemon.endpoint, Some(bob3.access_token.clone()))
         .await
         .auth
@@ -664,8 +667,8 @@ async fn tokens_issued_before_a_users_not_before_are_refused_even_for_a_live_ses
     let env = TestEnv::new(0).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let user = create_user(&mut admin, "judy", USER_PASSWORD, pb::Role::User).await;
-    let old = login(&daemon.endpoint, "judy", USER_PASSWORD).await;
+    let user = create_user(&mut admin, "judith", USER_PASSWORD, pb::Role::User).await;
+    let old = login(&daemon.endpoint, "judith", USER_PASSWORD).await;
     let mut judy = api(&daemon.endpoint, Some(old.access_token.clone())).await;
     judy.auth
         .change_password(pb::ChangePasswordRequest {
@@ -675,7 +678,7 @@ async fn tokens_issued_before_a_users_not_before_are_refused_even_for_a_live_ses
         })
         .await
         .expect("change password");
-    let fresh = login(&daemon.endpoint, "judy", "judy-new-password-1").await;
+    let fresh = login(&daemon.endpoint, "judith", "judy-new-password-1").await;
     let mut ok = api(&daemon.endpoint, Some(fresh.access_token.clone())).await;
     ok.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("the new session works");
     let not_before: i64 = rusqlite::Connection::open(env.store_path())

@@ -335,6 +335,7 @@ async fn import_list_replace_and_delete_checked_with_openssl_and_pkcs11_tool() {
                 username: name.into(),
                 password: password.into(),
                 roles: vec![role as i32],
+                ..Default::default()
             })
             .await
             .expect("create user");

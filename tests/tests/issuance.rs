@@ -671,6 +671,7 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
             username: "reader".into(),
             password: "Reader-Passw0rd-long-enough".into(),
             roles: vec![pb::Role::User as i32],
+            ..Default::default()
         })
         .await
         .expect("create user");
@@ -1177,6 +1178,7 @@ async fn a_disabled_authority_issues_nothing_but_still_revokes() {
             username: user.into(),
             password: user_pw.into(),
             roles: vec![pb::Role::Operator as i32],
+            ..Default::default()
         })
         .await
         .expect("create officer");

@@ -34,6 +34,7 @@ async fn create_user(admin: &mut Api, username: &str, password: &str, role: pb::
             username: username.into(),
             password: password.into(),
             roles: vec![role as i32],
+            ..Default::default()
         })
         .await
         .expect("create user");

@@ -93,6 +93,7 @@ async fn readers_and_cards_are_seen_through_inserts_removals_and_a_pcscd_restart
             username: "enduser".into(),
             password: "end-user-password-1".into(),
             roles: vec![pb::Role::User as i32],
+            ..Default::default()
         })
         .await
         .expect("user");
@@ -502,6 +503,7 @@ async fn a_card_holder_changes_and_unblocks_the_pin_of_a_card_in_a_reader() {
             username: "holder@corp.example".into(),
             password: "holder-password-1".into(),
             roles: vec![pb::Role::User as i32],
+            ..Default::default()
         })
         .await
         .expect("user");
@@ -562,6 +564,7 @@ async fn a_card_holder_changes_and_unblocks_the_pin_of_a_card_in_a_reader() {
             username: "other@corp.example".into(),
             password: "other-password-12".into(),
             roles: vec![pb::Role::User as i32],
+            ..Default::default()
         })
         .await
         .expect("user");

@@ -25,6 +25,7 @@ async fn create_user(admin: &mut Api, username: &str, password: &str, role: pb::
             username: username.into(),
             password: password.into(),
             roles: vec![role as i32],
+            ..Default::default()
         })
         .await
         .expect("create user")
@@ -174,9 +175,9 @@ async fn deleting_sessions_stops_their_tokens_at_once_and_kill_all_spares_the_ca
     let daemon = Daemon::start(&env).await.expect("daemon");
     let admin_tokens = login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let mut admin = api(&daemon.endpoint, Some(admin_tokens.access_token.clone())).await;
-    create_user(&mut admin, "bob", USER_PASSWORD, pb::Role::User).await;
-    let one = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
-    let two = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
+    create_user(&mut admin, "bobby", USER_PASSWORD, pb::Role::User).await;
+    let one = login(&daemon.endpoint, "bobby", USER_PASSWORD).await;
+    let two = login(&daemon.endpoint, "bobby", USER_PASSWORD).await;
     assert!(works(&daemon.endpoint, &one.access_token).await);
 
     let before = identity_snapshot(&env.store_path());
@@ -218,7 +219,7 @@ async fn deleting_sessions_stops_their_tokens_at_once_and_kill_all_spares_the_ca
     assert_eq!((rows, live_tokens), (0, 0), "the session row is gone and its refresh family revoked");
 
     // Kill-all: everyone's sessions but the caller's.
-    let three = login(&daemon.endpoint, "bob", USER_PASSWORD).await;
+    let three = login(&daemon.endpoint, "bobby", USER_PASSWORD).await;
     let other_admin = login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     let answer = admin.sessions.delete_all_sessions(pb::DeleteAllSessionsRequest {}).await.expect("kill all");
     assert_eq!(answer.into_inner().deleted, 3);
@@ -259,8 +260,8 @@ async fn idle_timeouts_are_validated_persisted_and_end_idle_sessions() {
     let mut daemon = Daemon::start(&env).await.expect("daemon");
     let admin_token = login(&daemon.endpoint, "admin", ADMIN_PASSWORD).await.access_token;
     let mut admin = api(&daemon.endpoint, Some(admin_token.clone())).await;
-    create_user(&mut admin, "dave", USER_PASSWORD, pb::Role::User).await;
-    create_user(&mut admin, "erin", OPERATOR_PASSWORD, pb::Role::Operator).await;
+    create_user(&mut admin, "david", USER_PASSWORD, pb::Role::User).await;
+    create_user(&mut admin, "erinne", OPERATOR_PASSWORD, pb::Role::Operator).await;
 
     let before = identity_snapshot(&env.store_path());
     let set = |role: i32, minutes: u32| pb::SetIdleTimeoutRequest { role, minutes };
@@ -284,10 +285,10 @@ async fn idle_timeouts_are_validated_persisted_and_end_idle_sessions() {
     assert!(all.iter().filter(|t| t.role != pb::Role::User as i32).all(|t| t.minutes == 0));
     assert_eq!(audit_actions(&env, "role", "USER"), ["session.idle_timeout"]);
 
-    let idle = login(&daemon.endpoint, "dave", USER_PASSWORD).await;
-    let idle_too = login(&daemon.endpoint, "dave", USER_PASSWORD).await;
-    let fresh = login(&daemon.endpoint, "dave", USER_PASSWORD).await;
-    let operator = login(&daemon.endpoint, "erin", OPERATOR_PASSWORD).await;
+    let idle = login(&daemon.endpoint, "david", USER_PASSWORD).await;
+    let idle_too = login(&daemon.endpoint, "david", USER_PASSWORD).await;
+    let fresh = login(&daemon.endpoint, "david", USER_PASSWORD).await;
+    let operator = login(&daemon.endpoint, "erinne", OPERATOR_PASSWORD).await;
 
     // Make two of dave's sessions and erin's look idle for ten minutes, as the store would
     // after a long pause, and start again: the timeout and the sessions come back from the store.
@@ -319,7 +320,7 @@ async fn idle_timeouts_are_validated_persisted_and_end_idle_sessions() {
 
     // The idle session was ended for good: not listed, its row and refresh family gone
     // (removed in the background: poll).
-    assert!(list(&mut admin, 0, 0, "dave").await.sessions.iter().all(|s| s.id != idle.session_id));
+    assert!(list(&mut admin, 0, 0, "david").await.sessions.iter().all(|s| s.id != idle.session_id));
     let conn = rusqlite::Connection::open(env.store_path()).expect("db");
     let mut ended = false;
     for _ in 0..100 {
@@ -514,7 +515,7 @@ async fn api_keys_carry_their_realms_roles_are_stored_hashed_listed_and_revocabl
     assert_eq!((me.username.as_str(), me.api_key_id.as_str()), ("officer", info.id.as_str()));
     assert_eq!(me.roles, [pb::Role::Operator as i32]);
     as_key.cards.list_tokens(pb::ListTokensRequest {}).await.expect("operator work with the key");
-    expect_code(as_key.users.list_users(pb::ListUsersRequest { page: None }).await, Code::PermissionDenied);
+    expect_code(as_key.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await, Code::PermissionDenied);
 
     // Stored hashed: the row has SHA-256(secret) and no trace of the key.
     let conn = rusqlite::Connection::open(env.store_path()).expect("db");
@@ -597,13 +598,13 @@ async fn cli_lists_and_kills_sessions_manages_api_keys_and_logout_ends_the_serve
     let env = TestEnv::new(0).expect("env");
     let daemon = Daemon::start_with(&env, REALMS).await.expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    create_user(&mut admin, "ivan", OPERATOR_PASSWORD, pb::Role::Operator).await;
-    let ivan = login(&daemon.endpoint, "ivan", OPERATOR_PASSWORD).await;
+    create_user(&mut admin, "ivanov", OPERATOR_PASSWORD, pb::Role::Operator).await;
+    let ivan = login(&daemon.endpoint, "ivanov", OPERATOR_PASSWORD).await;
     let cli = CliHome::new(env.path());
     cli.login(&daemon.endpoint, "admin", ADMIN_PASSWORD);
 
     // sessions list / kill / kill-all
-    let listed = cli.json(&["sessions", "list", "--name", "ivan"]);
+    let listed = cli.json(&["sessions", "list", "--name", "ivanov"]);
     assert_eq!(listed["total_matched"], 1);
     assert_eq!(listed["sessions"][0]["id"], ivan.session_id.as_str());
     assert_eq!(listed["sessions"][0]["roles"], serde_json::json!(["OPERATOR"]));
@@ -612,7 +613,7 @@ async fn cli_lists_and_kills_sessions_manages_api_keys_and_logout_ends_the_serve
     cli.json(&["sessions", "kill", &ivan.session_id]);
     assert!(!works(&daemon.endpoint, &ivan.access_token).await);
     cli.run(&["sessions", "kill", &ivan.session_id]).failed_with("NOT_FOUND");
-    let other = login(&daemon.endpoint, "ivan", OPERATOR_PASSWORD).await;
+    let other = login(&daemon.endpoint, "ivanov", OPERATOR_PASSWORD).await;
     assert_eq!(cli.json(&["sessions", "kill-all"])["deleted"], 2, "ivan's session and the admin's api_as");
     assert!(!works(&daemon.endpoint, &other.access_token).await);
     assert_eq!(cli.json(&["whoami"])["username"], "admin", "the CLI's own session survives kill-all");
@@ -628,7 +629,7 @@ async fn cli_lists_and_kills_sessions_manages_api_keys_and_logout_ends_the_serve
         "--realm",
         "automation",
         "--username",
-        "ivan",
+        "ivanov",
     ]);
     create.env("CARDHSM_PASSWORD", OPERATOR_PASSWORD);
     let created = CliHome::output(create).ok().json();
@@ -638,7 +639,7 @@ async fn cli_lists_and_kills_sessions_manages_api_keys_and_logout_ends_the_serve
     assert!(works(&daemon.endpoint, &key).await);
     let keys = cli.json(&["apikeys", "list"]);
     assert_eq!(keys["keys"][0]["id"], id.as_str());
-    assert_eq!(keys["keys"][0]["owner"], "ivan");
+    assert_eq!(keys["keys"][0]["owner"], "ivanov");
     assert!(!keys.to_string().contains(&key), "the key is never listed");
     cli.json(&["apikeys", "revoke", &id]);
     assert!(!works(&daemon.endpoint, &key).await);

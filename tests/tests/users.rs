@@ -15,6 +15,7 @@ async fn create(api: &mut Api, username: &str, role: pb::Role) -> pb::User {
             username: username.into(),
             password: format!("{username}-password-1"),
             roles: vec![role as i32],
+            ..Default::default()
         })
         .await
         .expect("create user")
@@ -26,17 +27,17 @@ async fn get_check_and_remove_users() {
     let env = TestEnv::new(0).expect("env");
     let daemon = Daemon::start(&env).await.expect("daemon");
     let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
-    let bob = create(&mut admin, "bob.officer", pb::Role::Operator).await;
-    let carol = create(&mut admin, "carol.user", pb::Role::User).await;
+    let bob = create(&mut admin, "bob_officer", pb::Role::Operator).await;
+    let carol = create(&mut admin, "carol_user", pb::Role::User).await;
 
     // GetUser and GetCurrentUser.
     let got =
         admin.users.get_user(pb::GetUserRequest { id: bob.id.clone() }).await.expect("get").into_inner();
     assert_eq!(
         (got.username.as_str(), got.roles.as_slice()),
-        ("bob.officer", &[pb::Role::Operator as i32][..])
+        ("bob_officer", &[pb::Role::Operator as i32][..])
     );
-    let mut carol_api = api_as(&daemon.endpoint, "carol.user", "carol.user-password-1").await;
+    let mut carol_api = api_as(&daemon.endpoint, "carol_user", "carol_user-password-1").await;
     let me = carol_api.users.get_current_user(pb::GetCurrentUserRequest {}).await.expect("me").into_inner();
     assert_eq!(me.id, carol.id);
     expect_code(
@@ -51,8 +52,8 @@ async fn get_check_and_remove_users() {
         "username",
     );
     let check = |u: &str| pb::CheckUsernameRequest { username: u.into() };
-    assert!(!admin.users.check_username(check("BOB.officer")).await.expect("check").into_inner().available);
-    assert!(admin.users.check_username(check("dave.new")).await.expect("check").into_inner().available);
+    assert!(!admin.users.check_username(check("BOB_officer")).await.expect("check").into_inner().available);
+    assert!(admin.users.check_username(check("dave_new")).await.expect("check").into_inner().available);
     expect_invalid_field(admin.users.get_user(pb::GetUserRequest { id: String::new() }).await, "id");
     expect_code(admin.users.get_user(pb::GetUserRequest { id: "no-such-user".into() }).await, Code::NotFound);
     // Removing yourself, a user that does not exist, or as a non-administrator changes nothing.
@@ -73,7 +74,7 @@ async fn get_check_and_remove_users() {
     assert_eq!(store_snapshot(&env.store_path()), before);
 
     // Removing bob ends his session at once: his access and refresh tokens stop working.
-    let bob_login = login(&daemon.endpoint, "bob.officer", "bob.officer-password-1").await;
+    let bob_login = login(&daemon.endpoint, "bob_officer", "bob_officer-password-1").await;
     let mut bob_api = api(&daemon.endpoint, Some(bob_login.access_token.clone())).await;
     bob_api.auth.who_am_i(pb::WhoAmIRequest {}).await.expect("bob is signed in");
     admin.users.remove_user(pb::RemoveUserRequest { id: bob.id.clone() }).await.expect("remove");
@@ -87,14 +88,14 @@ async fn get_check_and_remove_users() {
     expect_code(
         anon.auth
             .login(pb::LoginRequest {
-                username: "bob.officer".into(),
-                password: "bob.officer-password-1".into(),
+                username: "bob_officer".into(),
+                password: "bob_officer-password-1".into(),
             })
             .await,
         Code::Unauthenticated,
     );
     // The name is free again, and the removal is audited.
-    assert!(admin.users.check_username(check("bob.officer")).await.expect("check").into_inner().available);
+    assert!(admin.users.check_username(check("bob_officer")).await.expect("check").into_inner().available);
     let conn = rusqlite::Connection::open(env.store_path()).expect("db");
     let audited: i64 = conn
         .query_row(

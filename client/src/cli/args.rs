@@ -6,9 +6,12 @@ use cardhsm_client::names::parse_crl_reason;
 use cardhsm_proto::v1::{AuthorityKind, CardState, RevokeReason, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use super::batches::BatchCommand;
+pub use super::admins::AdminsCommand;
 pub use super::orgs::OrgsCommand;
 pub use super::sessions::{ApiKeysCommand, SessionsCommand};
 pub use super::store::StoreCommand;
+pub use super::users::{PasswordCommand, UsersCommand};
 use std::path::PathBuf;
 
 /// Command-line client of cardhsmd: log in, then manage smart cards, tokens and users.
@@ -78,6 +81,9 @@ pub enum Command {
     /// Users of cardhsm
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Password reset with a code sent by email (no session needed)
+    #[command(subcommand)]
+    Password(PasswordCommand),
     /// Certificate authorities whose keys live in the daemon's HSM
     #[command(subcommand)]
     Ca(CaCommand),
@@ -102,6 +108,12 @@ pub enum Command {
     /// Organizations and the authorities assigned to them
     #[command(subcommand)]
     Orgs(OrgsCommand),
+    /// Administrators of the platform, identified by client certificates
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+    /// Batches of device certificates: create, follow, download, reject, revoke
+    #[command(subcommand)]
+    Batch(BatchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,9 +304,10 @@ pub fn parse_reason(text: &str) -> Result<u32, String> {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// User name to log in as
+    /// User name to log in as; without it, the global --cert and --key log in as the
+    /// administrator holding that certificate (no password; later commands use it too)
     #[arg(long, short = 'u')]
-    pub username: String,
+    pub username: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,28 +407,6 @@ pub enum CardsCommand {
         /// The new policy [default: keep the current one]
         #[arg(long, value_name = "NAME")]
         policy: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum UsersCommand {
-    /// Create a user (password from CARDHSM_NEW_PASSWORD, the terminal, or one line of stdin)
-    Create {
-        /// User name: 3-64 of A-Z a-z 0-9 _ . @ -
-        #[arg(long, short = 'u')]
-        username: String,
-        /// Role to grant (repeat for several)
-        #[arg(long, value_enum, required = true)]
-        role: Vec<RoleArg>,
-    },
-    /// List users
-    List {
-        /// Users per page (server default 100, at most 1000)
-        #[arg(long, value_name = "N")]
-        page_size: Option<u32>,
-        /// Page token printed by the previous page
-        #[arg(long, value_name = "TOKEN")]
-        page_token: Option<String>,
     },
 }
 
@@ -754,7 +745,7 @@ mod tests {
             parse(&["login", "--username", "admin", "--endpoint", "https://hsm:50051", "--output", "json"])?;
         assert_eq!(cli.global.endpoint.as_deref(), Some("https://hsm:50051"));
         assert_eq!(cli.global.output, OutputFormat::Json);
-        assert!(matches!(cli.command, Command::Login(LoginArgs { ref username }) if username == "admin"));
+        assert!(matches!(cli.command, Command::Login(LoginArgs { ref username }) if username.as_deref() == Some("admin")));
         let cli = parse(&["whoami"])?;
         assert_eq!(cli.global.output, OutputFormat::Table);
         Ok(())
@@ -799,7 +790,7 @@ mod tests {
     fn users_create_takes_several_roles() -> Result<(), clap::Error> {
         let cli = parse(&["users", "create", "--username", "bob", "--role", "admin", "--role", "operator"])?;
         match cli.command {
-            Command::Users(UsersCommand::Create { username, role }) => {
+            Command::Users(UsersCommand::Create { username, role, .. }) => {
                 assert_eq!(username, "bob");
                 assert_eq!(
                     role.into_iter().map(Role::from).collect::<Vec<_>>(),

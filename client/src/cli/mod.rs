@@ -2,7 +2,9 @@
 //! [`issuance`]), password input and output formatting. `main` parses [`args::Cli`] and hands it
 //! to [`run::run`].
 
+pub mod admins;
 pub mod args;
+pub mod batches;
 pub mod issuance;
 pub mod orgs;
 pub mod output;
@@ -10,3 +12,4 @@ pub mod password;
 pub mod run;
 pub mod sessions;
 pub mod store;
+pub mod users;

@@ -583,6 +583,7 @@ mod tests {
             roles: vec![Role::Admin.into(), Role::Operator.into()],
             enabled: true,
             created_at: 0,
+            ..Default::default()
         };
         assert_eq!(user_json(&user)["roles"], json!(["admin", "operator"]));
         assert!(users_table(&[user], None).contains("u-1  bob       admin,operator  yes      -\n"));

@@ -2,11 +2,9 @@
 //! other command loads the session into a [`CardhsmClient`] (which refreshes and re-saves rotated
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
-use super::args::{
-    CardsCommand, Cli, Command, GlobalArgs, OutputFormat, ReadersCommand, TokensCommand, UsersCommand,
-};
-use super::{issuance, orgs, output, password, sessions, store};
-use cardhsm_client::v1::{RegisterCardRequest, Role};
+use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, ReadersCommand, TokensCommand};
+use super::{admins, batches, issuance, orgs, output, password, sessions, store, users};
+use cardhsm_client::v1::RegisterCardRequest;
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
 use std::io::{self, Write};
@@ -54,13 +52,22 @@ impl CliError {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let Cli { global, command } = cli;
     match command {
-        Command::Login(args) => login(&global, &args.username).await,
+        Command::Login(args) => match &args.username {
+            Some(username) => login(&global, username).await,
+            None => admins::cert_login(&global, endpoint_for_login(&global)?).await,
+        },
         Command::Logout => logout(&global).await,
         Command::Apikeys(sessions::ApiKeysCommand::Create { realm, username }) => {
             let client =
                 CardhsmClient::connect_with(&connect_options(&endpoint_for_login(&global)?, &global)?)
                     .await?;
             sessions::create_api_key(&client, global.output, &realm, &username).await
+        }
+        Command::Password(command) => {
+            let client =
+                CardhsmClient::connect_with(&connect_options(&endpoint_for_login(&global)?, &global)?)
+                    .await?;
+            users::password(&client, global.output, command).await
         }
         command => {
             let client = session_client(&global).await?;
@@ -125,6 +132,10 @@ async fn logout(global: &GlobalArgs) -> Result<(), CliError> {
 /// The client of the saved session, saving rotated tokens back to the session file.
 async fn session_client(global: &GlobalArgs) -> Result<CardhsmClient, CliError> {
     let path = Session::default_path()?;
+    // A certificate login (`login --cert`) keeps no token: the certificate is the credential.
+    if let Some(client) = admins::cert_session_client(global, &path).await? {
+        return Ok(client);
+    }
     let session = Session::load(&path)?.ok_or(ClientError::NotLoggedIn)?;
     if let Some(requested) = global.endpoint.as_ref().filter(|r| !same_endpoint(r, &session.endpoint)) {
         return Err(CliError::EndpointMismatch {
@@ -230,20 +241,8 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
                 card(client.pre_update_card(&id, &or_empty(policy)).await?)
             }
         },
-        Command::Users(UsersCommand::Create { username, role }) => {
-            let password = password::read(password::NEW_USER)?;
-            let roles: Vec<Role> = role.into_iter().map(Into::into).collect();
-            let user = client.create_user(&username, password.expose(), &roles).await?;
-            print(format, || output::user_json(&user), || output::user_table(&user))
-        }
-        Command::Users(UsersCommand::List { page_size, page_token }) => {
-            let page = client.list_users(page_size.unwrap_or(0), &or_empty(page_token)).await?;
-            print(
-                format,
-                || output::users_json(&page.users, page.page.as_ref()),
-                || output::users_table(&page.users, page.page.as_ref()),
-            )
-        }
+        Command::Users(command) => users::users(client, format, command).await,
+        Command::Password(_) => Err(CliError::Input("password commands need no session".into())),
         Command::Ca(command) => issuance::ca(client, format, command).await,
         Command::Profiles(command) => issuance::profiles(client, format, command).await,
         Command::Cert(command) => issuance::cert(client, format, command).await,
@@ -252,6 +251,8 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
         Command::Sessions(command) => sessions::sessions(client, format, command).await,
         Command::Apikeys(command) => sessions::api_keys(client, format, command).await,
         Command::Orgs(command) => orgs::orgs(client, format, command).await,
+        Command::Admins(command) => admins::admins(client, format, command).await,
+        Command::Batch(command) => batches::batch(client, format, command).await,
     }
 }
 

@@ -181,6 +181,27 @@ impl AuthService for Fake {
     ) -> Result<Response<RevokeApiKeyResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn request_password_reset(
+        &self,
+        _: Request<RequestPasswordResetRequest>,
+    ) -> Result<Response<RequestPasswordResetResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn reset_password(
+        &self,
+        _: Request<ResetPasswordRequest>,
+    ) -> Result<Response<ResetPasswordResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn validate_code(
+        &self,
+        _: Request<ValidateCodeRequest>,
+    ) -> Result<Response<ValidateCodeResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 #[tonic::async_trait]
@@ -306,6 +327,7 @@ impl UserService for Fake {
             roles: request.roles,
             enabled: true,
             created_at: 1_700_000_000,
+            ..Default::default()
         }))
     }
 
@@ -340,6 +362,26 @@ impl UserService for Fake {
         &self,
         _: Request<RemoveUserRequest>,
     ) -> Result<Response<RemoveUserResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn update_user(&self, _: Request<UpdateUserRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn update_current_user(&self, _: Request<UpdateCurrentUserRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn update_email(&self, _: Request<UpdateEmailRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn update_credentials(&self, _: Request<UpdateCredentialsRequest>) -> Result<Response<User>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn check_email(&self, _: Request<CheckEmailRequest>) -> Result<Response<CheckEmailResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
 }

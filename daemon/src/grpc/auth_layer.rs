@@ -3,6 +3,7 @@
 //! either rejects the request or passes it on with the [`Principal`] in its extensions, inside
 //! a tracing span carrying the request id, principal and method.
 
+use crate::service::admins::AdminService;
 use crate::service::auth::AuthService;
 use crate::service::authz::{self, Access};
 use crate::service::{Principal, ServiceError};
@@ -16,18 +17,19 @@ use tracing::Instrument;
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     auth: Arc<AuthService>,
+    admins: Arc<AdminService>,
 }
 
 impl AuthLayer {
-    pub fn new(auth: Arc<AuthService>) -> Self {
-        AuthLayer { auth }
+    pub fn new(auth: Arc<AuthService>, admins: Arc<AdminService>) -> Self {
+        AuthLayer { auth, admins }
     }
 }
 
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthMiddleware<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthMiddleware { inner, auth: self.auth.clone() }
+        AuthMiddleware { inner, auth: self.auth.clone(), admins: self.admins.clone() }
     }
 }
 
@@ -35,6 +37,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct AuthMiddleware<S> {
     inner: S,
     auth: Arc<AuthService>,
+    admins: Arc<AdminService>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
@@ -65,7 +68,9 @@ where
             .filter(|v| v.len() <= 128)
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let decision = decide(&self.auth, &method, req.headers());
+        let peer = client_certificates(&req);
+        let client_cert = peer.as_ref().and_then(|chain| chain.first()).map(|c| c.as_ref());
+        let decision = decide(&self.auth, &self.admins, &method, req.headers(), client_cert);
         let principal_name = match &decision {
             Ok(Some(p)) => p.username.clone(),
             _ => String::new(),
@@ -103,8 +108,10 @@ where
 /// token. Deny by default: a method with no rule is refused.
 fn decide(
     auth: &AuthService,
+    admins: &AdminService,
     method: &str,
     headers: &http::HeaderMap,
+    client_cert: Option<&[u8]>,
 ) -> Result<Option<Principal>, tonic::Status> {
     let Some(rule) = authz::rule_for(method) else {
         return Err(tonic::Status::permission_denied(format!("no authorization rule for {method}")));
@@ -114,8 +121,14 @@ fn decide(
         // A token on a public method is not needed; ignore it rather than fail the call.
         return Ok(None);
     }
-    let token = token.ok_or_else(|| tonic::Status::unauthenticated("missing bearer access token"))?;
-    let principal = auth.authenticate(token).map_err(super::status::to_status)?;
+    // A bearer token wins; without one, an administrator may present the client certificate
+    // registered for them (TLS already verified it against the client CA).
+    let principal = match (token, client_cert) {
+        (Some(token), _) => auth.authenticate(token),
+        (None, Some(der)) => admins.authenticate_certificate(der),
+        (None, None) => return Err(tonic::Status::unauthenticated("missing bearer access token")),
+    }
+    .map_err(super::status::to_status)?;
     if !authz::allows(rule, &principal.roles) {
         return Err(super::status::to_status(ServiceError::PermissionDenied(format!(
             "{} may not call {method}",
@@ -123,6 +136,14 @@ fn decide(
         ))));
     }
     Ok(Some(principal))
+}
+
+/// The verified client certificate chain of a client-certificate TLS connection, leaf first.
+fn client_certificates<B>(
+    req: &http::Request<B>,
+) -> Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()
 }
 
 fn bearer(headers: &http::HeaderMap) -> Option<&str> {

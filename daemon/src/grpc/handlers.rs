@@ -135,6 +135,42 @@ impl pb::auth_service_server::AuthService for AuthApi {
         self.0.auth.revoke_api_key(&p, &req.into_inner().id).await.map_err(to_status)?;
         Ok(Response::new(pb::RevokeApiKeyResponse {}))
     }
+
+    async fn request_password_reset(
+        &self,
+        req: Request<pb::RequestPasswordResetRequest>,
+    ) -> GrpcResult<pb::RequestPasswordResetResponse> {
+        let client = client_info(&req);
+        let r = req.into_inner();
+        let sent = self.0.password_reset.request(&r.username, &client).await.map_err(to_status)?;
+        Ok(Response::new(pb::RequestPasswordResetResponse { sent }))
+    }
+
+    async fn reset_password(
+        &self,
+        req: Request<pb::ResetPasswordRequest>,
+    ) -> GrpcResult<pb::ResetPasswordResponse> {
+        let client = client_info(&req);
+        let r = req.into_inner();
+        self.0
+            .password_reset
+            .reset(
+                Zeroizing::new(r.code),
+                Zeroizing::new(r.new_password),
+                Zeroizing::new(r.repeated_new_password),
+                &client,
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
+
+    async fn validate_code(&self, req: Request<pb::ValidateCodeRequest>) -> GrpcResult<pb::ValidateCodeResponse> {
+        let client = client_info(&req);
+        let r = req.into_inner();
+        let valid = self.0.password_reset.validate(Zeroizing::new(r.code), &client).await.map_err(to_status)?;
+        Ok(Response::new(pb::ValidateCodeResponse { valid }))
+    }
 }
 
 /// `cardhsm.v1.CardService`.
@@ -289,6 +325,10 @@ fn user_to_pb(u: crate::service::users::UserView) -> pb::User {
         roles: u.roles.into_iter().map(role_to_pb).collect(),
         enabled: u.enabled,
         created_at: u.created_at,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        phone: u.phone,
+        email: u.email,
     }
 }
 
@@ -304,19 +344,39 @@ impl pb::user_service_server::UserService for UserApi {
             })?;
             roles.push(role);
         }
+        let profile = crate::service::users::ProfileChange {
+            first_name: Some(r.first_name),
+            last_name: Some(r.last_name),
+            phone: Some(r.phone),
+            email: Some(r.email),
+        };
+        let repeated = (!r.repeated_password.is_empty()).then(|| Zeroizing::new(r.repeated_password));
         let user = self
             .0
             .users
-            .create(&p, &r.username, Zeroizing::new(r.password), roles)
+            .create(&p, &r.username, Zeroizing::new(r.password), repeated, roles, profile)
             .await
             .map_err(to_status)?;
         Ok(Response::new(user_to_pb(user)))
     }
 
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> GrpcResult<pb::ListUsersResponse> {
-        let page = req.into_inner().page.unwrap_or_default();
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let page = r.page.unwrap_or_default();
+        let role = match r.role {
+            0 => None,
+            v => Some(role_from_pb(v).ok_or_else(|| {
+                to_status(ServiceError::invalid("role", format!("{v} is not a role")))
+            })?),
+        };
+        let filter = crate::service::users::ListFilter {
+            organization_id: r.organization_id,
+            role,
+            search_line: r.search_line,
+        };
         let (users, next, total) =
-            self.0.users.list(page.page_size, &page.page_token).await.map_err(to_status)?;
+            self.0.users.list(&p, filter, page.page_size, &page.page_token).await.map_err(to_status)?;
         Ok(Response::new(pb::ListUsersResponse {
             users: users.into_iter().map(user_to_pb).collect(),
             page: Some(pb::PageResponse { next_page_token: next, total_count: total }),
@@ -355,5 +415,61 @@ impl pb::user_service_server::UserService for UserApi {
         let id = req.into_inner().id;
         self.0.users.remove(&p, &id).await.map_err(to_status)?;
         Ok(Response::new(pb::RemoveUserResponse { id }))
+    }
+
+    async fn update_user(&self, req: Request<pb::UpdateUserRequest>) -> GrpcResult<pb::User> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let change = crate::service::users::ProfileChange {
+            first_name: r.first_name,
+            last_name: r.last_name,
+            phone: r.phone,
+            email: r.email,
+        };
+        let user = self.0.users.update(&p, &r.id, change).await.map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
+    }
+
+    async fn update_current_user(&self, req: Request<pb::UpdateCurrentUserRequest>) -> GrpcResult<pb::User> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let user =
+            self.0.users.update_current(&p, r.first_name, r.last_name, r.phone).await.map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
+    }
+
+    async fn update_email(&self, req: Request<pb::UpdateEmailRequest>) -> GrpcResult<pb::User> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let user = self
+            .0
+            .users
+            .update_email(&p, &r.email, Zeroizing::new(r.current_password))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
+    }
+
+    async fn update_credentials(&self, req: Request<pb::UpdateCredentialsRequest>) -> GrpcResult<pb::User> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let user = self
+            .0
+            .users
+            .update_credentials(
+                &p,
+                Zeroizing::new(r.current_password),
+                &r.new_username,
+                Zeroizing::new(r.new_password),
+                Zeroizing::new(r.repeated_new_password),
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(user_to_pb(user)))
+    }
+
+    async fn check_email(&self, req: Request<pb::CheckEmailRequest>) -> GrpcResult<pb::CheckEmailResponse> {
+        let available = self.0.users.email_available(&req.into_inner().email).await.map_err(to_status)?;
+        Ok(Response::new(pb::CheckEmailResponse { available }))
     }
 }

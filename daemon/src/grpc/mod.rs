@@ -2,9 +2,12 @@
 //! reflection services, TLS (optionally client-certificate TLS), and the authentication layer
 //! that every request passes first.
 
+mod admins;
 mod auth_layer;
+mod batches;
 mod certstore;
 mod convert;
+mod ecosystems;
 mod handlers;
 mod issuance;
 mod organizations;
@@ -68,6 +71,10 @@ pub async fn serve(
         .set_serving::<pb::organization_service_server::OrganizationServiceServer<organizations::OrganizationApi>>()
         .await;
 
+    health.set_serving::<pb::batch_service_server::BatchServiceServer<batches::BatchApi>>().await;
+    health.set_serving::<pb::admin_service_server::AdminServiceServer<admins::AdminApi>>().await;
+    health.set_serving::<pb::ecosystem_service_server::EcosystemServiceServer<ecosystems::EcosystemApi>>().await;
+    health.set_serving::<pb::privilege_service_server::PrivilegeServiceServer<ecosystems::PrivilegeApi>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -98,7 +105,7 @@ pub async fn serve(
     let max_message =
         usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_mul(2) + 64 * 1024;
     builder
-        .layer(auth_layer::AuthLayer::new(services.auth.clone()))
+        .layer(auth_layer::AuthLayer::new(services.auth.clone(), services.admins.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -120,6 +127,17 @@ pub async fn serve(
             ))
             .max_decoding_message_size(max_message),
         )
+        .add_service(
+            pb::batch_service_server::BatchServiceServer::new(batches::BatchApi(services.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(pb::admin_service_server::AdminServiceServer::new(admins::AdminApi(services.clone())))
+        .add_service(pb::ecosystem_service_server::EcosystemServiceServer::new(ecosystems::EcosystemApi(
+            services.clone(),
+        )))
+        .add_service(pb::privilege_service_server::PrivilegeServiceServer::new(ecosystems::PrivilegeApi(
+            services.clone(),
+        )))
         .add_service(pb::session_service_server::SessionServiceServer::new(sessions::SessionApi(
             services.clone(),
         )))

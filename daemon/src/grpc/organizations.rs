@@ -96,7 +96,7 @@ impl pb::organization_service_server::OrganizationService for OrganizationApi {
         &self,
         req: Request<pb::GetOrganizationRequest>,
     ) -> GrpcResult<pb::Organization> {
-        let o = self.0.organizations.get(&req.into_inner().id).await.map_err(to_status)?;
+        let o = self.0.organizations.get(&principal(&req)?, &req.get_ref().id).await.map_err(to_status)?;
         Ok(Response::new(org_to_pb(o)))
     }
 
@@ -104,19 +104,28 @@ impl pb::organization_service_server::OrganizationService for OrganizationApi {
         &self,
         req: Request<pb::ListOrganizationsRequest>,
     ) -> GrpcResult<pb::ListOrganizationsResponse> {
+        let actor = principal(&req)?;
         let r = req.into_inner();
-        let page = self.0.organizations.list(r.page, r.size).await.map_err(to_status)?;
+        let page = self.0.organizations.list(&actor, r.page, r.size).await.map_err(to_status)?;
         Ok(Response::new(pb::ListOrganizationsResponse {
             organizations: page.organizations.into_iter().map(org_to_pb).collect(),
             total: page.total,
         }))
     }
 
+    async fn get_organization_for_current_user(
+        &self,
+        req: Request<pb::GetOrganizationForCurrentUserRequest>,
+    ) -> GrpcResult<pb::Organization> {
+        let o = self.0.organizations.for_current_user(&principal(&req)?).await.map_err(to_status)?;
+        Ok(Response::new(org_to_pb(o)))
+    }
+
     async fn list_organization_items(
         &self,
-        _req: Request<pb::ListOrganizationItemsRequest>,
+        req: Request<pb::ListOrganizationItemsRequest>,
     ) -> GrpcResult<pb::ListOrganizationItemsResponse> {
-        let items = self.0.organizations.items().await.map_err(to_status)?;
+        let items = self.0.organizations.items(&principal(&req)?).await.map_err(to_status)?;
         Ok(Response::new(pb::ListOrganizationItemsResponse {
             items: items.into_iter().map(|(id, name)| pb::OrganizationItem { id, name }).collect(),
         }))
@@ -180,7 +189,7 @@ impl pb::organization_service_server::OrganizationService for OrganizationApi {
         req: Request<pb::ListOrganizationAuthoritiesRequest>,
     ) -> GrpcResult<pb::ListOrganizationAuthoritiesResponse> {
         let found =
-            self.0.organizations.authorities(&req.into_inner().organization_id).await.map_err(to_status)?;
+            self.0.organizations.authorities(&principal(&req)?, &req.get_ref().organization_id).await.map_err(to_status)?;
         Ok(Response::new(pb::ListOrganizationAuthoritiesResponse {
             authorities: found.into_iter().map(authority_to_pb).collect(),
         }))

@@ -11,7 +11,8 @@
 //! `csr.rs` (PKCS#10 parse with checks, build), `crl.rs` (reasons, CRL building, parsing),
 //! `private_key.rs` (uploaded private keys: PKCS#8, encrypted PKCS#8, PKCS#1, SEC1 →
 //! `PrivateKeyMaterial`, zeroized, with its PKCS#11 attributes), `pkcs12.rs` (PFX build and
-//! parse: PBES2/AES-256-CBC bags, HMAC-SHA-256 MAC).
+//! parse: PBES2/AES-256-CBC bags, HMAC-SHA-256 MAC), `zip.rs` (streaming ZIP writer for batch
+//! downloads, bounded reader for uploaded ZIPs of CSRs).
 //!
 //! Rules kept here: every signature the CA key makes is verified against the CA public key
 //! before anything built with it is returned (`SignatureMismatch` otherwise); keys below
@@ -29,6 +30,7 @@ mod pkcs12;
 mod private_key;
 mod serial;
 mod signer;
+mod zip;
 
 pub use cert::{
     CertificateTemplate, ExtendedKeyUsage, KeyUsage, ParsedCertificate, SubjectAltName, build_certificate,
@@ -55,3 +57,4 @@ pub use private_key::{
 };
 pub use serial::CertSerial;
 pub use signer::{CaSigner, SignFuture, TokenSigner};
+pub use zip::{ZipEntry, ZipStreamWriter, looks_like_zip, read_zip};

@@ -10,6 +10,7 @@
 //! that a session still exists and is not idle costs no store read. Last activity is written
 //! back to the store at most every [`ACTIVITY_WRITE_BACK_SECS`].
 
+use super::privileges::PrivilegeIndex;
 use super::{OrgScope, Principal, Role, ServiceError};
 use crate::store::{self, Store, StoreError, api_keys, audit, meta, sessions, tokens, users};
 use argon2::Argon2;
@@ -261,6 +262,8 @@ pub struct AuthService {
     throttle_secs: i64,
     live: RwLock<Live>,
     failures: Mutex<HashMap<String, Failures>>,
+    /// Users' organization privileges, applied to every verified credential.
+    privileges: Arc<PrivilegeIndex>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -291,6 +294,12 @@ impl std::fmt::Debug for GeneratedPassword {
 }
 
 impl AuthService {
+    /// The organization privileges applied to every credential (shared with the services
+    /// that change privileges and organizations, which reload it).
+    pub fn privilege_index(&self) -> Arc<PrivilegeIndex> {
+        self.privileges.clone()
+    }
+
     /// Loads (or creates) the token signing key and the live sessions, idle timeouts and
     /// not-befores. Blocking: called at start-up.
     pub fn open(config: &hsm_config::AuthConfig, store: Store) -> Result<AuthService, ServiceError> {
@@ -342,6 +351,8 @@ impl AuthService {
             live.not_before = users::credentials_not_before(tx)?.into_iter().collect();
             Ok::<_, ServiceError>(live)
         })?;
+        let privileges = Arc::new(PrivilegeIndex::default());
+        store.blocking_write(|tx| privileges.reload(tx))?;
         Ok(AuthService {
             store,
             mac,
@@ -355,6 +366,7 @@ impl AuthService {
             throttle_secs: i64::from(config.login_throttle_secs),
             live: RwLock::new(live),
             failures: Mutex::new(HashMap::new()),
+            privileges,
         })
     }
 
@@ -382,6 +394,7 @@ impl AuthService {
                     enabled: true,
                     created_at: now,
                     updated_at: now,
+                    profile: Default::default(),
                 },
             )?;
             audit::append(
@@ -483,7 +496,8 @@ impl AuthService {
             return Err(ServiceError::invalid("realm", format!("no realm is named {realm:?}")));
         };
         let user = self.check_password(username, password).await?;
-        let held: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        let mut held: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        held.extend(self.privileges.of_user(&user.id).iter().map(|p| p.role));
         if let Some(missing) = realm.roles.iter().find(|r| !held.contains(r)) {
             return Err(ServiceError::PermissionDenied(format!(
                 "realm {:?} needs role {}, which {} does not hold",
@@ -775,7 +789,7 @@ impl AuthService {
         }
         let session = self.live_session(&claims.sid, &claims.sub, claims.iat, now)?;
         self.touch(&session, now);
-        Ok(Principal {
+        let principal = Principal {
             user_id: claims.sub,
             username: claims.usr,
             roles: claims.rol.iter().filter_map(|r| Role::parse(r)).collect(),
@@ -785,7 +799,8 @@ impl AuthService {
             scope: OrgScope::None,
             profiles: Default::default(),
         }
-        .with_platform_scope())
+        .with_platform_scope();
+        Ok(self.privileges.apply(principal, None))
     }
 
     fn authenticate_api_key(&self, token: &str) -> Result<Principal, ServiceError> {
@@ -811,7 +826,7 @@ impl AuthService {
         };
         session.used.store(true, Ordering::Relaxed);
         self.touch(&session, now);
-        Ok(Principal {
+        let principal = Principal {
             user_id: session.rec.user_id.clone(),
             username: session.rec.username.clone(),
             roles: session.roles.clone(),
@@ -821,7 +836,8 @@ impl AuthService {
             scope: OrgScope::None,
             profiles: Default::default(),
         }
-        .with_platform_scope())
+        .with_platform_scope();
+        Ok(self.privileges.apply(principal, Some(&session.roles)))
     }
 
     /// The live session `sid` of `user_id` for a credential issued at `iat`.
@@ -982,24 +998,9 @@ impl AuthService {
         new: Zeroizing<String>,
         repeated: Zeroizing<String>,
     ) -> Result<(), ServiceError> {
-        if new.chars().count() < MIN_PASSWORD_LEN {
-            return Err(ServiceError::invalid(
-                "new_password",
-                format!("must be at least {MIN_PASSWORD_LEN} characters"),
-            ));
-        }
-        if new.len() > 1024 {
-            return Err(ServiceError::invalid("new_password", "must be at most 1024 bytes"));
-        }
-        if !bool::from(new.as_bytes().ct_eq(repeated.as_bytes())) {
-            return Err(ServiceError::invalid("repeated_new_password", "must equal new_password"));
-        }
-        let user = self.check_password(&caller.username, old).await.map_err(|e| match e {
-            ServiceError::Unauthenticated(m) if m == "invalid username or password" => {
-                ServiceError::invalid("old_password", "is not the current password")
-            }
-            other => other,
-        })?;
+        let min = super::password_policy::min_length(&self.store, Some(&caller.user_id)).await?;
+        super::password_policy::check("new_password", &new, "repeated_new_password", Some(&repeated), min)?;
+        let user = self.verify_current_password(caller, "old_password", old).await?;
         let hash = self.hash_new_password(new).await?;
         let id = user.id.clone();
         self.end_user_credentials(&caller.username, &user.id, "user.password_change", move |tx| {
@@ -1007,6 +1008,32 @@ impl AuthService {
             Ok(())
         })
         .await
+    }
+
+    /// Checks the caller's current password before a change to their own account (throttled
+    /// like a sign-in); a wrong one is INVALID_ARGUMENT on `field`.
+    pub async fn verify_current_password(
+        &self,
+        caller: &Principal,
+        field: &str,
+        password: Zeroizing<String>,
+    ) -> Result<users::UserRecord, ServiceError> {
+        let user = self.check_password(&caller.username, password).await.map_err(|e| match e {
+            ServiceError::Unauthenticated(m) if m == "invalid username or password" => {
+                ServiceError::invalid(field, "is not the current password")
+            }
+            other => other,
+        })?;
+        if user.id != caller.user_id {
+            return Err(ServiceError::invalid(field, "is not the current password"));
+        }
+        Ok(user)
+    }
+
+    /// Forgets the sign-in failures of `username` (after a password reset: the owner proved
+    /// who they are another way).
+    pub fn clear_sign_in_throttle(&self, username: &str) {
+        self.failures().remove(&username.to_lowercase());
     }
 
     /// Applies `change` to user `user_id` and, in the same transaction, ends every session and

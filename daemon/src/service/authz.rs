@@ -16,8 +16,17 @@ pub enum Access {
 }
 
 const ADMIN: &[Role] = &[Role::Admin];
+const SUPER_ADMIN: &[Role] = &[Role::SuperAdmin];
 const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
-const ANY_ROLE: &[Role] = &[Role::Admin, Role::Operator, Role::User];
+/// Every role (a SUPER_ADMIN also holds ADMIN).
+const ANY_ROLE: &[Role] = &[Role::Admin, Role::Operator, Role::EcoAdmin, Role::OrgAdmin, Role::User];
+/// Platform administrators and ECO_ADMINs.
+const ECO_ADMINS: &[Role] = &[Role::Admin, Role::EcoAdmin];
+/// Platform administrators and the organization admins (ECO_ADMIN, ORG_ADMIN).
+const ORG_ADMINS: &[Role] = &[Role::Admin, Role::EcoAdmin, Role::OrgAdmin];
+/// Batches: administrators, and organization roles in their organizations (the batch service
+/// checks the organization scope and, for USER, the profile).
+const BATCH_ROLES: &[Role] = &[Role::Admin, Role::EcoAdmin, Role::OrgAdmin, Role::User];
 
 /// Every RPC of the cardhsm.v1 API. USER-role callers of card reads are further limited to
 /// their own cards by the card service.
@@ -32,6 +41,11 @@ pub const RULES: &[(&str, Access)] = &[
     // Everyone lists and revokes their own API keys; administrators anyone's (the service checks).
     ("/cardhsm.v1.AuthService/ListApiKeys", Access::Authenticated),
     ("/cardhsm.v1.AuthService/RevokeApiKey", Access::Authenticated),
+    // Password reset is for those who cannot sign in; the service limits code guesses and
+    // answers alike for unknown logins.
+    ("/cardhsm.v1.AuthService/RequestPasswordReset", Access::Public),
+    ("/cardhsm.v1.AuthService/ResetPassword", Access::Public),
+    ("/cardhsm.v1.AuthService/ValidateCode", Access::Public),
     ("/cardhsm.v1.SessionService/ListActiveSessions", Access::Roles(ADMIN)),
     ("/cardhsm.v1.SessionService/DeleteSession", Access::Roles(ADMIN)),
     ("/cardhsm.v1.SessionService/DeleteAllSessions", Access::Roles(ADMIN)),
@@ -79,23 +93,69 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.CertificateStoreService/CompleteCsr", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.CertificateStoreService/DeleteCertificateBySubject", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.UserService/CreateUser", Access::Roles(ADMIN)),
-    ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ADMIN)),
+    // Organization admins list the users of their organizations (the service checks which).
+    ("/cardhsm.v1.UserService/ListUsers", Access::Roles(ORG_ADMINS)),
+    ("/cardhsm.v1.UserService/UpdateUser", Access::Roles(ORG_ADMINS)),
+    // Everyone edits their own account (email and credentials with the current password).
+    ("/cardhsm.v1.UserService/UpdateCurrentUser", Access::Authenticated),
+    ("/cardhsm.v1.UserService/UpdateEmail", Access::Authenticated),
+    ("/cardhsm.v1.UserService/UpdateCredentials", Access::Authenticated),
+    ("/cardhsm.v1.UserService/CheckEmail", Access::Authenticated),
     ("/cardhsm.v1.UserService/SetUserEnabled", Access::Roles(ADMIN)),
-    // Organizations are managed by administrators; operators read them (they issue for them).
+    // Organizations are managed by administrators; everyone reads those in their scope
+    // (platform roles: all; organization roles: their own — the service filters).
     ("/cardhsm.v1.OrganizationService/CreateOrganization", Access::Roles(ADMIN)),
     ("/cardhsm.v1.OrganizationService/UpdateOrganization", Access::Roles(ADMIN)),
-    ("/cardhsm.v1.OrganizationService/GetOrganization", Access::Roles(OPERATORS)),
-    ("/cardhsm.v1.OrganizationService/ListOrganizations", Access::Roles(OPERATORS)),
-    ("/cardhsm.v1.OrganizationService/ListOrganizationItems", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.OrganizationService/GetOrganization", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.OrganizationService/ListOrganizations", Access::Roles(ANY_ROLE)),
+    ("/cardhsm.v1.OrganizationService/ListOrganizationItems", Access::Roles(ANY_ROLE)),
     ("/cardhsm.v1.OrganizationService/CheckOrganization", Access::Roles(OPERATORS)),
     ("/cardhsm.v1.OrganizationService/AddOrganizationAuthority", Access::Roles(ADMIN)),
     ("/cardhsm.v1.OrganizationService/UpdateOrganizationAuthority", Access::Roles(ADMIN)),
     ("/cardhsm.v1.OrganizationService/RemoveOrganizationAuthority", Access::Roles(ADMIN)),
-    ("/cardhsm.v1.OrganizationService/ListOrganizationAuthorities", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.OrganizationService/ListOrganizationAuthorities", Access::Roles(ANY_ROLE)),
+    // Ecosystems: platform administrators and the ecosystem's ECO_ADMINs (the service checks
+    // which ecosystem).
+    ("/cardhsm.v1.EcosystemService/GetEcosystem", Access::Roles(ECO_ADMINS)),
+    ("/cardhsm.v1.EcosystemService/UpdateEcosystem", Access::Roles(ECO_ADMINS)),
+    ("/cardhsm.v1.EcosystemService/GetEcosystemStatistics", Access::Roles(ECO_ADMINS)),
+    // Everyone reads their own privileges; organization admins grant within their reach.
+    ("/cardhsm.v1.PrivilegeService/GetUserPrivileges", Access::Authenticated),
+    ("/cardhsm.v1.PrivilegeService/SetUserPrivileges", Access::Roles(ORG_ADMINS)),
+    ("/cardhsm.v1.OrganizationService/GetOrganizationForCurrentUser", Access::Authenticated),
     ("/cardhsm.v1.UserService/GetUser", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/GetCurrentUser", Access::Authenticated),
     ("/cardhsm.v1.UserService/CheckUsername", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/RemoveUser", Access::Roles(ADMIN)),
+    // Administrators: every ADMIN (a SUPER_ADMIN also holds ADMIN) reads them; only a
+    // SUPER_ADMIN changes them.
+    ("/cardhsm.v1.AdminService/ListAdmins", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.AdminService/GetAdmin", Access::Roles(ADMIN)),
+    ("/cardhsm.v1.AdminService/CreateAdmin", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/EditAdmin", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/DeleteAdmin", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/EnableAdmin", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/DisableAdmin", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/EnableAdmins", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/DisableAdmins", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.AdminService/DeleteAdmins", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.BatchService/CreateBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/CreateSingleCertBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/UploadCsrBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/UploadCsvBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/ListGenerators", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/PreviewBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/ListBatches", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/GetBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/GetBatchStatus", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/GetProcessingInfo", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/GetBatchAuditLog", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/GetDeviceAuditLog", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/GetDeviceStatistics", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/RejectBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/RevokeBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/DownloadBatch", Access::Roles(BATCH_ROLES)),
+    ("/cardhsm.v1.BatchService/WatchBatch", Access::Roles(BATCH_ROLES)),
 ];
 
 /// Standard services that are not ours: health is public (load balancers probe it without
@@ -150,7 +210,10 @@ mod tests {
             [
                 "/cardhsm.v1.AuthService/Login",
                 "/cardhsm.v1.AuthService/Refresh",
-                "/cardhsm.v1.AuthService/RealmAuth"
+                "/cardhsm.v1.AuthService/RealmAuth",
+                "/cardhsm.v1.AuthService/RequestPasswordReset",
+                "/cardhsm.v1.AuthService/ResetPassword",
+                "/cardhsm.v1.AuthService/ValidateCode",
             ]
         );
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Some(Access::Public));

@@ -2,14 +2,21 @@
 //! layers call these services with an authenticated [`Principal`]; the services validate
 //! input, apply the rules, and drive the store and token back ends.
 
+pub mod admins;
 pub mod auth;
 pub mod authz;
+pub mod batches;
 pub mod cards;
 pub mod certstore;
+pub mod ecosystems;
 mod error;
 pub mod issuance;
+pub mod notify;
 pub mod organizations;
 pub mod paging;
+pub mod password_policy;
+pub mod password_reset;
+pub mod privileges;
 pub mod readers;
 pub mod users;
 pub mod validate;
@@ -136,13 +143,18 @@ impl Principal {
 /// Every service, sharing the back ends. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Services {
+    pub admins: Arc<admins::AdminService>,
     pub auth: Arc<auth::AuthService>,
+    pub batches: Arc<batches::BatchService>,
     pub cards: Arc<cards::CardService>,
     pub certstore: Arc<certstore::CertStoreService>,
     pub issuance: Arc<issuance::IssuanceService>,
     pub organizations: Arc<organizations::OrganizationService>,
+    pub password_reset: Arc<password_reset::PasswordResetService>,
     pub readers: Arc<readers::ReaderService>,
     pub users: Arc<users::UserService>,
+    pub ecosystems: Arc<ecosystems::EcosystemService>,
+    pub privileges: Arc<privileges::PrivilegeService>,
 }
 
 impl Services {
@@ -154,6 +166,7 @@ impl Services {
         tokens: TokenManager,
     ) -> Result<Services, ServiceError> {
         let auth = Arc::new(auth::AuthService::open(&config.auth, store.clone())?);
+        let admins = Arc::new(admins::AdminService::open(config, store.clone())?);
         let certstore = Arc::new(certstore::CertStoreService::new(config, store.clone(), tokens.clone()));
         let issuance = Arc::new(issuance::IssuanceService::new(config, store.clone(), tokens.clone())?);
         let readers = Arc::new(readers::ReaderService::new(&config.readers)?);
@@ -163,9 +176,34 @@ impl Services {
             tokens.clone(),
             issuance.clone(),
             readers.clone(),
+            auth.privilege_index(),
         )?);
-        let organizations = Arc::new(organizations::OrganizationService::new(store.clone()));
+        let privilege_index = auth.privilege_index();
+        let organizations =
+            Arc::new(organizations::OrganizationService::new(store.clone(), privilege_index.clone()));
+        let ecosystems = Arc::new(ecosystems::EcosystemService::new(store.clone(), privilege_index.clone()));
+        let privileges = Arc::new(privileges::PrivilegeService::new(
+            store.clone(),
+            privilege_index,
+            issuance.profiles().iter().map(|p| p.id.clone()).collect(),
+        ));
+        let password_reset =
+            Arc::new(password_reset::PasswordResetService::new(config, store.clone(), auth.clone()));
+        let batches = Arc::new(batches::BatchService::new(config, store.clone(), issuance.clone())?);
         let users = Arc::new(users::UserService::new(store, auth.clone()));
-        Ok(Services { auth, cards, certstore, issuance, organizations, readers, users })
+        Ok(Services {
+            admins,
+            auth,
+            batches,
+            cards,
+            certstore,
+            ecosystems,
+            issuance,
+            organizations,
+            password_reset,
+            privileges,
+            readers,
+            users,
+        })
     }
 }

@@ -4,7 +4,9 @@
 //! `authz` (management ADMIN, reads ADMIN and OPERATOR); every change commits with its audit
 //! record in one transaction, and every refusal is decided before anything is written.
 
-use super::{Principal, ServiceError, validate};
+use super::privileges::PrivilegeIndex;
+use super::{OrgScope, Principal, ServiceError, validate};
+use std::sync::Arc;
 use crate::store::{self, Store, StoreError, audit, authorities, organizations as orgs};
 use std::collections::BTreeMap;
 
@@ -93,7 +95,8 @@ pub struct OrganizationAuthorityView {
 impl From<orgs::OrganizationAuthorityRecord> for OrganizationAuthorityView {
     fn from(r: orgs::OrganizationAuthorityRecord) -> Self {
         OrganizationAuthorityView {
-            available: r.balance.saturating_sub(r.used),
+            // Reservations of batches still issuing are spoken for.
+            available: r.balance.saturating_sub(r.used).saturating_sub(r.reserved),
             authority_id: r.authority_id,
             authority_name: r.authority_name,
             balance: r.balance,
@@ -212,11 +215,18 @@ fn no_organization(id: &str) -> ServiceError {
 #[derive(Debug)]
 pub struct OrganizationService {
     store: Store,
+    /// Reloaded when an organization is created: ECO_ADMIN scopes grow with their ecosystem.
+    privileges: Arc<PrivilegeIndex>,
+}
+
+/// An organization outside the caller's scope does not exist for the caller.
+fn check_scope(actor: &Principal, id: &str) -> Result<(), ServiceError> {
+    if actor.in_organization(id) { Ok(()) } else { Err(no_organization(id)) }
 }
 
 impl OrganizationService {
-    pub fn new(store: Store) -> Self {
-        OrganizationService { store }
+    pub fn new(store: Store, privileges: Arc<PrivilegeIndex>) -> Self {
+        OrganizationService { store, privileges }
     }
 
     pub async fn create(
@@ -239,6 +249,7 @@ impl OrganizationService {
             updated_at: now,
         };
         let who = actor.username.clone();
+        let privileges = self.privileges.clone();
         self.store
             .write(move |tx| {
                 // Checked in the write transaction (one writer), so no other create can slip in
@@ -249,6 +260,7 @@ impl OrganizationService {
                 orgs::insert(tx, &record)?;
                 let detail = serde_json::json!({ "name": record.name, "active": record.active }).to_string();
                 audit_org(tx, &who, "organization.create", &record.id, detail)?;
+                privileges.reload(tx)?;
                 Ok(OrganizationView::from(record))
             })
             .await
@@ -293,33 +305,76 @@ impl OrganizationService {
             .await
     }
 
-    pub async fn get(&self, id: &str) -> Result<OrganizationView, ServiceError> {
+    pub async fn get(&self, actor: &Principal, id: &str) -> Result<OrganizationView, ServiceError> {
         let id = validate::id("id", id)?;
+        check_scope(actor, &id)?;
         self.store
             .read(move |c| orgs::get(c, &id)?.map(OrganizationView::from).ok_or_else(|| no_organization(&id)))
             .await
     }
 
-    /// Page `page` (0-based) of `size` organizations (0 = default, at most 50) by name.
-    pub async fn list(&self, page: u32, size: u32) -> Result<OrganizationPage, ServiceError> {
+    /// Page `page` (0-based) of `size` organizations (0 = default, at most 50) by name, of
+    /// those in the caller's scope.
+    pub async fn list(&self, actor: &Principal, page: u32, size: u32) -> Result<OrganizationPage, ServiceError> {
         if size > MAX_PAGE_SIZE {
             return Err(ServiceError::invalid("size", format!("must be at most {MAX_PAGE_SIZE}")));
         }
         let size = if size == 0 { DEFAULT_PAGE_SIZE } else { size } as u64;
         let offset = u64::from(page).saturating_mul(size);
+        let scope = actor.scope.clone();
         self.store
             .read(move |c| {
-                Ok(OrganizationPage {
-                    total: orgs::count(c)?,
-                    organizations: orgs::page(c, offset, size)?.into_iter().map(Into::into).collect(),
-                })
+                if scope == OrgScope::All {
+                    return Ok(OrganizationPage {
+                        total: orgs::count(c)?,
+                        organizations: orgs::page(c, offset, size)?.into_iter().map(Into::into).collect(),
+                    });
+                }
+                // An organization-scoped caller reaches a handful of organizations: page them
+                // in memory, in the same name order.
+                let mine: Vec<OrganizationView> = orgs::page(c, 0, u64::MAX >> 1)?
+                    .into_iter()
+                    .filter(|o| scope.contains(&o.id))
+                    .map(Into::into)
+                    .collect();
+                let total = mine.len() as u64;
+                let organizations = mine
+                    .into_iter()
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(size).unwrap_or(usize::MAX))
+                    .collect();
+                Ok(OrganizationPage { total, organizations })
             })
             .await
     }
 
-    /// Every organization as (id, name), by name.
-    pub async fn items(&self) -> Result<Vec<(String, String)>, ServiceError> {
-        self.store.read(|c| Ok(orgs::items(c)?)).await
+    /// Every organization in the caller's scope as (id, name), by name.
+    pub async fn items(&self, actor: &Principal) -> Result<Vec<(String, String)>, ServiceError> {
+        let scope = actor.scope.clone();
+        self.store
+            .read(move |c| Ok(orgs::items(c)?.into_iter().filter(|(id, _)| scope.contains(id)).collect()))
+            .await
+    }
+
+    /// The organization the caller belongs to: the first by name of those its privileges
+    /// name. Platform roles belong to none (NOT_FOUND).
+    pub async fn for_current_user(&self, actor: &Principal) -> Result<OrganizationView, ServiceError> {
+        let OrgScope::Only(ids) = &actor.scope else {
+            return Err(ServiceError::NotFound(format!("{} belongs to no organization", actor.username)));
+        };
+        let ids = ids.clone();
+        let who = actor.username.clone();
+        self.store
+            .read(move |c| {
+                let mut mine: Vec<orgs::OrganizationRecord> =
+                    ids.iter().filter_map(|id| orgs::get(c, id).transpose()).collect::<Result<_, _>>()?;
+                mine.sort_by(|a, b| orgs::name_key(&a.name).cmp(&orgs::name_key(&b.name)));
+                mine.into_iter()
+                    .next()
+                    .map(OrganizationView::from)
+                    .ok_or_else(|| ServiceError::NotFound(format!("{who} belongs to no organization")))
+            })
+            .await
     }
 
     /// Whether no organization has this name in any case.
@@ -415,9 +470,11 @@ impl OrganizationService {
 
     pub async fn authorities(
         &self,
+        actor: &Principal,
         organization_id: &str,
     ) -> Result<Vec<OrganizationAuthorityView>, ServiceError> {
         let org_id = validate::id("organization_id", organization_id)?;
+        check_scope(actor, &org_id)?;
         self.store
             .read(move |c| {
                 orgs::get(c, &org_id)?.ok_or_else(|| no_organization(&org_id))?;

@@ -71,3 +71,45 @@ pub fn organization_ids(conn: &Connection, ecosystem_id: &str) -> Result<Vec<Str
     let ids = stmt.query_map([ecosystem_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }
+
+/// Balances of an ecosystem's organizations: (organizations, capacity, used, reserved).
+pub fn balance_totals(conn: &Connection, ecosystem_id: &str) -> Result<(u64, i64, i64, i64), StoreError> {
+    let organizations: u64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM organizations WHERE ecosystem_id = ?1")?
+        .query_row([ecosystem_id], |r| r.get(0))?;
+    let (capacity, used, reserved): (i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT IFNULL(SUM(oa.balance), 0), IFNULL(SUM(oa.used), 0), IFNULL(SUM(oa.reserved), 0)
+             FROM organization_authorities oa JOIN organizations o ON o.id = oa.organization_id
+             WHERE o.ecosystem_id = ?1",
+        )?
+        .query_row([ecosystem_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok((organizations, capacity, used, reserved))
+}
+
+/// Devices ordered and certificates issued per UTC day in `[from_day, to_day]` (YYYY-MM-DD)
+/// over an ecosystem's organizations; days with neither are absent.
+pub fn daily_counts(
+    conn: &Connection,
+    ecosystem_id: &str,
+    from_day: &str,
+    to_day: &str,
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.day, SUM(d.ordered), SUM(d.issued) FROM batch_daily_counts d
+         JOIN organizations o ON o.id = d.organization_id
+         WHERE o.ecosystem_id = ?1 AND d.day BETWEEN ?2 AND ?3
+         GROUP BY d.day ORDER BY d.day",
+    )?;
+    let rows = stmt
+        .query_map(params![ecosystem_id, from_day, to_day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Today in UTC and the day `days` before it, as YYYY-MM-DD (SQLite's calendar).
+pub fn day_range_ending_today(conn: &Connection, days: u32) -> Result<(String, String), StoreError> {
+    Ok(conn.query_row("SELECT date('now', printf('-%d days', ?1)), date('now')", [days], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?)
+}

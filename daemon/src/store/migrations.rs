@@ -264,6 +264,110 @@ const MIGRATIONS: &[&str] = &[
         ON user_privileges(user_id, role, ecosystem_id, IFNULL(organization_id, ''));
     CREATE INDEX user_privileges_organization ON user_privileges(organization_id);
     "#,
+    // 8: administrators of the platform, each identified by a client certificate (matched on
+    // its SHA-256 fingerprint, unique).
+    r#"
+    CREATE TABLE admins (
+        id                      TEXT PRIMARY KEY,
+        username                TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name                    TEXT NOT NULL,
+        surname                 TEXT NOT NULL,
+        email                   TEXT NOT NULL,
+        role                    TEXT NOT NULL CHECK (role IN ('ADMINISTRATOR', 'SUPER_ADMINISTRATOR')),
+        enabled                 INTEGER NOT NULL,
+        description             TEXT NOT NULL DEFAULT '',
+        certificate_der         BLOB NOT NULL,
+        certificate_fingerprint TEXT NOT NULL UNIQUE,
+        certificate_subject     TEXT NOT NULL,
+        certificate_issuer      TEXT NOT NULL,
+        certificate_serial      TEXT NOT NULL,
+        certificate_not_after   INTEGER NOT NULL,
+        -- The inventory certificate it was taken from, when it was.
+        certificate_id          TEXT,
+        created_at              INTEGER NOT NULL,
+        updated_at              INTEGER NOT NULL
+    );
+    "#,
+    // 9: users' profile fields (names, phone, email unique case-insensitively when set) and
+    // password-reset codes (SHA-256 of the code only; the code itself is never stored).
+    r#"
+    ALTER TABLE users ADD COLUMN first_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN last_name  TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN phone      TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN email      TEXT;
+    CREATE UNIQUE INDEX users_email ON users(email COLLATE NOCASE) WHERE email IS NOT NULL;
+    CREATE TABLE password_reset_codes (
+        code_hash  BLOB PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+    );
+    CREATE INDEX password_reset_codes_user ON password_reset_codes(user_id, created_at);
+    "#,
+    // 10: batches and their devices (the batch engine's persisted state machine), balance
+    // reservations of running batches, and devices ordered / issued per day.
+    r#"
+    CREATE TABLE batches (
+        id                  TEXT PRIMARY KEY,
+        name                TEXT NOT NULL,
+        -- GENERATOR, SINGLE, CSV, CSR
+        kind                TEXT NOT NULL,
+        status              TEXT NOT NULL,
+        status_reason       TEXT NOT NULL DEFAULT '',
+        organization_id     TEXT NOT NULL REFERENCES organizations(id),
+        authority_id        TEXT NOT NULL REFERENCES authorities(id),
+        profile_id          TEXT NOT NULL,
+        -- '' for CSR batches (the keys are the requesters').
+        key_type            TEXT NOT NULL,
+        validity_years      INTEGER NOT NULL,
+        generator_id        TEXT NOT NULL DEFAULT '',
+        batch_size          INTEGER NOT NULL CHECK (batch_size > 0),
+        issued              INTEGER NOT NULL DEFAULT 0,
+        failed              INTEGER NOT NULL DEFAULT 0,
+        -- Balance reservations this batch still holds (batch_size - issued - failed while
+        -- issuing; 0 once finished).
+        reserved            INTEGER NOT NULL CHECK (reserved >= 0),
+        -- The PKCS#12 password, AES-256-GCM under meta 'batch_password_key' (nonce first);
+        -- NULL for CSR batches and once the batch will issue nothing more.
+        password_enc        BLOB,
+        created_by          TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        finished_at         INTEGER,
+        first_downloaded_at INTEGER,
+        files_removed_at    INTEGER
+    );
+    CREATE INDEX batches_organization ON batches(organization_id, created_at);
+    CREATE INDEX batches_status ON batches(status);
+    CREATE TABLE batch_devices (
+        id              INTEGER PRIMARY KEY,
+        batch_id        TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+        position        INTEGER NOT NULL,
+        -- The device's profile parameters (JSON object), before profile defaults.
+        params          TEXT NOT NULL,
+        csr_der         BLOB,
+        -- PENDING, ISSUED, FAILED
+        status          TEXT NOT NULL,
+        error           TEXT,
+        common_name     TEXT,
+        serial          TEXT,
+        certificate_id  TEXT REFERENCES certificates(id),
+        -- Server-generated keys: the PKCS#12 (encrypted under the batch password).
+        pkcs12          BLOB,
+        issued_at       INTEGER,
+        UNIQUE (batch_id, position)
+    );
+    CREATE INDEX batch_devices_status ON batch_devices(batch_id, status, position);
+    ALTER TABLE organization_authorities ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE batch_daily_counts (
+        day             TEXT NOT NULL,   -- YYYY-MM-DD, UTC
+        organization_id TEXT NOT NULL,
+        ordered         INTEGER NOT NULL DEFAULT 0,
+        issued          INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, organization_id)
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

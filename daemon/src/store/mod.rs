@@ -2,8 +2,10 @@
 //! state change and its audit record commit in one transaction) and a small pool of read-only
 //! connections, all driven off the async executor.
 
+pub mod admins;
 pub mod api_keys;
 pub mod audit;
+pub mod batches;
 pub mod authorities;
 pub mod cards;
 pub mod certificates;
@@ -12,6 +14,7 @@ mod error;
 pub mod meta;
 mod migrations;
 pub mod organizations;
+pub mod password_resets;
 pub mod privileges;
 pub mod sessions;
 pub mod token_certificates;

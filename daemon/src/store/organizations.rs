@@ -29,6 +29,8 @@ pub struct OrganizationAuthorityRecord {
     pub balance: i64,
     pub used: i64,
     pub enabled: bool,
+    /// Held by batches still issuing (see `store/batches`): not available, not yet used.
+    pub reserved: i64,
 }
 
 /// The key names are compared on: one spelling per name, whatever its case.
@@ -112,6 +114,21 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<OrganizationRecor
         .optional()?)
 }
 
+/// The ecosystem an organization belongs to, or `None` when there is no such organization.
+pub fn ecosystem_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT ecosystem_id FROM organizations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Every organization's id with its ecosystem's.
+pub fn ecosystem_of_each(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id, ecosystem_id FROM organizations")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn count(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.prepare_cached("SELECT COUNT(*) FROM organizations")?.query_row([], |r| r.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -135,7 +152,7 @@ pub fn items(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
 }
 
 const AUTHORITY_SELECT: &str =
-    "SELECT oa.organization_id, oa.authority_id, a.name, oa.balance, oa.used, oa.enabled
+    "SELECT oa.organization_id, oa.authority_id, a.name, oa.balance, oa.used, oa.enabled, oa.reserved
      FROM organization_authorities oa JOIN authorities a ON a.id = oa.authority_id";
 
 fn authority_from_row(r: &Row<'_>) -> rusqlite::Result<OrganizationAuthorityRecord> {
@@ -146,6 +163,7 @@ fn authority_from_row(r: &Row<'_>) -> rusqlite::Result<OrganizationAuthorityReco
         balance: r.get(3)?,
         used: r.get(4)?,
         enabled: r.get(5)?,
+        reserved: r.get(6)?,
     })
 }
 
@@ -181,6 +199,27 @@ pub fn update_authority(
              WHERE organization_id = ?1 AND authority_id = ?2",
         )?
         .execute(params![organization_id, authority_id, balance, enabled, now])?
+        == 1)
+}
+
+/// Moves a batch's balance: `reserved_delta` on the reservations (a created batch reserves
+/// its size; each device done gives one back) and `used_delta` on what is used (each issued
+/// certificate; a reject gives it back). The batch service checks availability first; false
+/// when there is no such assignment.
+pub fn move_balance(
+    tx: &Transaction<'_>,
+    organization_id: &str,
+    authority_id: &str,
+    reserved_delta: i64,
+    used_delta: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE organization_authorities SET reserved = MAX(0, reserved + ?3),
+             used = MAX(0, used + ?4), updated_at = ?5 WHERE organization_id = ?1 AND authority_id = ?2",
+        )?
+        .execute(params![organization_id, authority_id, reserved_delta, used_delta, now])?
         == 1)
 }
 

@@ -86,3 +86,12 @@ pub fn user_ids_in_organizations(
     let rows = stmt.query_map(args.as_slice(), |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// (user id, login) of every user holding a privilege.
+pub fn privileged_logins(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT u.id, u.username FROM users u JOIN user_privileges p ON p.user_id = u.id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}

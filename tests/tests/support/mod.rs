@@ -7,6 +7,7 @@
 mod pki;
 #[allow(unused_imports, reason = "each test file uses a different subset")]
 pub use pki::*;
+pub mod batches;
 
 use cardhsm_proto::v1 as pb;
 use serde_json::Value;
@@ -43,6 +44,9 @@ pub struct Api {
     pub certstore: pb::certificate_store_service_client::CertificateStoreServiceClient<Intercepted>,
     pub sessions: pb::session_service_client::SessionServiceClient<Intercepted>,
     pub organizations: pb::organization_service_client::OrganizationServiceClient<Intercepted>,
+    pub ecosystems: pb::ecosystem_service_client::EcosystemServiceClient<Intercepted>,
+    pub privileges: pb::privilege_service_client::PrivilegeServiceClient<Intercepted>,
+    pub batches: pb::batch_service_client::BatchServiceClient<Intercepted>,
 }
 
 pub async fn channel(endpoint: &str) -> Channel {
@@ -62,7 +66,22 @@ pub async fn api(endpoint: &str, token: Option<String>) -> Api {
             b.clone(),
         ),
         sessions: pb::session_service_client::SessionServiceClient::with_interceptor(ch.clone(), b.clone()),
-        organizations: pb::organization_service_client::OrganizationServiceClient::with_interceptor(ch, b),
+        organizations: pb::organization_service_client::OrganizationServiceClient::with_interceptor(
+            ch.clone(),
+            b.clone(),
+        ),
+        ecosystems: pb::ecosystem_service_client::EcosystemServiceClient::with_interceptor(
+            ch.clone(),
+            b.clone(),
+        ),
+        privileges: pb::privilege_service_client::PrivilegeServiceClient::with_interceptor(
+            ch.clone(),
+            b.clone(),
+        ),
+        // ZIP chunks are at most 256 KiB; uploads may be up to server.max_upload_bytes.
+        batches: pb::batch_service_client::BatchServiceClient::with_interceptor(ch, b)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod lifecycle;
 
 use super::issuance::{IssuanceService, record_issued};
+use super::privileges::PrivilegeIndex;
 use super::readers::ReaderService;
 use super::{Principal, ServiceError, paging, validate};
 use crate::pki::{self, RevocationReason};
@@ -102,6 +103,8 @@ pub struct CardService {
     default_policy: String,
     presence: Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
     issuing: Mutex<HashSet<String>>,
+    /// Organization admins read the cards of their organizations' users.
+    privileges: Arc<PrivilegeIndex>,
 }
 
 impl CardService {
@@ -112,6 +115,7 @@ impl CardService {
         tokens: TokenManager,
         issuance: Arc<IssuanceService>,
         readers: Arc<ReaderService>,
+        privileges: Arc<PrivilegeIndex>,
     ) -> Result<Self, ServiceError> {
         for p in config.card_policies() {
             for k in &p.keys {
@@ -136,6 +140,7 @@ impl CardService {
             default_policy: config.cards.default_policy.clone(),
             presence: Mutex::new(None),
             issuing: Mutex::new(HashSet::new()),
+            privileges,
         })
     }
 
@@ -150,8 +155,11 @@ impl CardService {
     ) -> Result<(Vec<Card>, String, u64), ServiceError> {
         let owner = validate::owner("owner", owner)?;
         let page = paging::decode("page", page_size, page_token)?;
-        if !actor.is_card_officer() && !owner.eq_ignore_ascii_case(&actor.username) {
-            return Err(ServiceError::PermissionDenied("users may list only their own cards".into()));
+        if !actor.is_card_officer() && !self.privileges.owner_in_scope(actor, &owner) {
+            return Err(ServiceError::PermissionDenied(
+                "users may list only their own cards, organization admins those of their organizations' users"
+                    .into(),
+            ));
         }
         let (cards, total) = self
             .store
@@ -168,7 +176,7 @@ impl CardService {
     pub async fn get(&self, actor: &Principal, id: &str) -> Result<Card, ServiceError> {
         let id = validate::id("id", id)?;
         let card = self.load(&id).await?;
-        if !actor.is_card_officer() && !card.owner.eq_ignore_ascii_case(&actor.username) {
+        if !actor.is_card_officer() && !self.privileges.owner_in_scope(actor, &card.owner) {
             return Err(ServiceError::NotFound(format!("no card with id {id}")));
         }
         Ok(card)

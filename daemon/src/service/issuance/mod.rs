@@ -768,6 +768,82 @@ impl IssuanceService {
     }
 }
 
+/// For the batch engine: one authority and profile, checked once, that signs many
+/// certificates. Each [`BatchSigning::sign`] repeats the checks that can change while a batch
+/// runs (enabled, not expired) on the authority as it was when the batch engine asked.
+#[derive(Debug, Clone)]
+pub struct BatchSigning {
+    issuing: Arc<cache::IssuingAuthority>,
+    profile: Profile,
+    years: u32,
+}
+
+impl BatchSigning {
+    /// The authority's certificate, then its issuers' (what goes into each PKCS#12).
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.issuing.chain
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Signs (in the HSM) a certificate for `public_key_der` with a fresh serial. The record
+    /// is unsaved: the engine commits it with [`record_issued`] together with the device row.
+    pub async fn sign(
+        &self,
+        resolved: &profiles::Resolved,
+        public_key_der: Vec<u8>,
+    ) -> Result<CertificateRecord, ServiceError> {
+        let (ca_cert, signer, now, not_after) = prepare(&self.issuing, self.years, "authority_id")?;
+        let template = leaf_template(ca_cert, &self.profile, resolved, public_key_der, now, not_after);
+        let der = pki::build_certificate(signer, &template).await.map_err(|e| pki_error("params", e))?;
+        Ok(new_record(&self.issuing.record.id, &self.profile.id, &template, resolved, der))
+    }
+}
+
+impl IssuanceService {
+    /// The authority `authority_id` ready to issue under `profile_id` for `years` (0 = the
+    /// profile's default), with IssueCertificate's checks: the profile exists and may issue
+    /// from the authority, the validity is within the profile's maximum, the authority is
+    /// enabled, certified and not expired. Errors name `profile_id`, `authority_id`,
+    /// `validity_years`.
+    pub async fn batch_signing(
+        &self,
+        authority_id: &str,
+        profile_id: &str,
+        years: u32,
+    ) -> Result<BatchSigning, ServiceError> {
+        let profile = self
+            .profile(profile_id)
+            .map_err(|_| ServiceError::invalid("profile_id", format!("no profile {:?}", profile_id.trim())))?
+            .clone();
+        let years = match years {
+            0 => profile.validity_years,
+            y if y <= profile.max_validity_years => y,
+            y => {
+                return Err(ServiceError::invalid(
+                    "validity_years",
+                    format!("{y} is more than profile {} allows ({})", profile.id, profile.max_validity_years),
+                ));
+            }
+        };
+        let issuing = self.authorities.by_id(&self.store, &self.tokens, authority_id).await?.ok_or_else(|| {
+            ServiceError::invalid("authority_id", format!("no authority with id {authority_id}"))
+        })?;
+        if let Some(bound) = &profile.authority_name
+            && !bound.eq_ignore_ascii_case(&issuing.record.name)
+        {
+            return Err(ServiceError::invalid(
+                "authority_id",
+                format!("profile {} issues only from authority {bound:?}", profile.id),
+            ));
+        }
+        prepare(&issuing, years, "authority_id")?;
+        Ok(BatchSigning { issuing, profile, years })
+    }
+}
+
 /// Checks that a request names exactly one key source and that the key fits the profile.
 fn key_source(
     profile: &Profile,
