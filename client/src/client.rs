@@ -853,6 +853,20 @@ impl CardhsmClient {
     }
 }
 
+/// Any RPC with this client's token handling (refresh before expiry, one retry after
+/// UNAUTHENTICATED), for services without typed wrappers here, e.g.
+/// `client.call(req, |ch, r| async move { EcosystemServiceClient::new(ch).get_ecosystem(r).await })`.
+impl CardhsmClient {
+    pub async fn call<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
+    where
+        Req: Clone,
+        F: Fn(AuthedChannel, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.authed(request, call).await
+    }
+}
+
 /// Users (`UserService`): one generic call, so the CLI (`cardhsm users …`) reaches every user
 /// RPC with this client's token handling (refresh before expiry, one retry after
 /// UNAUTHENTICATED).

@@ -341,6 +341,28 @@ mod tests {
     }
 
     #[test]
+    fn certificate_logins_round_trip_and_are_no_token_session() -> Result<(), ClientError> {
+        let dir =
+            tempfile::tempdir().map_err(|source| ClientError::SessionIo { path: "tmp".into(), source })?;
+        let path = dir.path().join("session.json");
+        let cert = CertSession {
+            endpoint: "https://hsm.example:50051".into(),
+            cert: "/etc/cardhsm/admin.pem".into(),
+            key: "/etc/cardhsm/admin.key".into(),
+            ca_file: Some("/etc/cardhsm/ca.pem".into()),
+        };
+        cert.save(&path)?;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(CertSession::load(&path)?, Some(cert));
+        assert!(matches!(Session::load(&path), Err(ClientError::SessionFormat { .. })));
+        // A token session in the file is not a certificate login.
+        session("a", "r").save(&path)?;
+        assert_eq!(CertSession::load(&path)?, None);
+        assert_eq!(CertSession::load(&dir.path().join("none.json"))?, None);
+        Ok(())
+    }
+
+    #[test]
     fn debug_never_shows_tokens() {
         let shown = format!("{:?}", session("very-secret-access", "very-secret-refresh"));
         assert!(!shown.contains("very-secret"), "{shown}");

@@ -506,3 +506,60 @@ async fn list_users_searches_and_filters_by_role_and_organization() {
     assert_eq!(store_snapshot(&env.store_path()), before);
     assert_eq!(get(&mut admin, &gina.id).await, gina);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_creates_edits_lists_and_checks_users() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let cli = CliHome::new(env.path());
+    cli.login(&daemon.endpoint, "admin", ADMIN_PASSWORD);
+    let mut create = cli.command(&[
+        "--output",
+        "json",
+        "users",
+        "create",
+        "-u",
+        "cli_user",
+        "--role",
+        "user",
+        "--first-name",
+        "Ann",
+        "--email",
+        "ann@corp.example",
+    ]);
+    create.env("CARDHSM_NEW_PASSWORD", PASSWORD);
+    let created = CliHome::output(create).ok().json();
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        (created["first_name"].as_str(), created["email"].as_str()),
+        (Some("Ann"), Some("ann@corp.example"))
+    );
+    let updated = cli.json(&["users", "update", &id, "--last-name", "Smith", "--phone", "555-123-4567"]);
+    assert_eq!((updated["first_name"].as_str(), updated["last_name"].as_str()), (Some("Ann"), Some("Smith")));
+    cli.run(&["users", "update", &id, "--first-name", "Ann1"]).failed_with("INVALID_ARGUMENT");
+    assert_eq!(cli.json(&["users", "check-email", "ANN@corp.example"])["available"], false);
+    assert_eq!(cli.json(&["users", "check-email", "free@corp.example"])["available"], true);
+    let listed = cli.json(&["users", "list", "--search", "smith"]);
+    assert_eq!(listed["total_count"], 1);
+    assert_eq!(listed["users"][0]["id"], id.as_str());
+    assert_eq!(cli.json(&["users", "list", "--role", "admin"])["users"][0]["username"], "admin");
+
+    // The user edits their own account through the CLI.
+    let me = CliHome::new(&env.path().join("ann"));
+    me.login(&daemon.endpoint, "cli_user", PASSWORD);
+    assert_eq!(
+        me.json(&["users", "update-me", "--phone", "+1 (555) 765-4321"])["phone"],
+        "+1 (555) 765-4321"
+    );
+    let mut email = me.command(&["--output", "json", "users", "update-email", "ann.smith@corp.example"]);
+    email.env("CARDHSM_PASSWORD", PASSWORD);
+    assert_eq!(CliHome::output(email).ok().json()["email"], "ann.smith@corp.example");
+    let mut wrong = me.command(&["users", "update-email", "x@corp.example"]);
+    wrong.env("CARDHSM_PASSWORD", "wrong-password-1");
+    CliHome::output(wrong).failed_with("INVALID_ARGUMENT");
+    let new = "ann-new-password-77";
+    let mut creds = me.command(&["--output", "json", "users", "update-credentials", "--new-password"]);
+    creds.env("CARDHSM_PASSWORD", PASSWORD).env("CARDHSM_NEW_PASSWORD", new);
+    assert_eq!(CliHome::output(creds).ok().json()["username"], "cli_user");
+    api_as(&daemon.endpoint, "cli_user", new).await;
+}

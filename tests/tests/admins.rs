@@ -324,11 +324,11 @@ async fn administrators_are_created_read_edited_listed_and_audited() {
     let first = su.list_admins(list_req(1, "", "")).await.expect("page 1").into_inner();
     let page = first.page.clone().expect("page info");
     // Usernames sort in any case, as they compare.
-    assert_eq!(first.admins, [alice.clone()]);
+    assert_eq!(first.admins, std::slice::from_ref(&alice));
     assert_eq!(page.total_count, 2);
     assert_ne!(page.next_page_token, "");
     let second = su.list_admins(list_req(1, &page.next_page_token, "")).await.expect("page 2").into_inner();
-    assert_eq!(second.admins, [bob.clone()]);
+    assert_eq!(second.admins, std::slice::from_ref(&bob));
     assert_eq!(second.page.expect("page info").next_page_token, "");
     assert_eq!(usernames(&mut su, "BOB").await, ["Bob_the_Admin"]);
     assert_eq!(usernames(&mut su, "ops.EXAMPLE").await, ["Bob_the_Admin"]);
@@ -578,7 +578,8 @@ async fn bulk_calls_process_the_known_uuids_in_one_transaction_and_report_the_un
     let actions = |id: &str| audit_actions(&env, id).into_iter().map(|(_, a)| a).collect::<Vec<_>>();
     assert_eq!(actions(&a.uuid), ["admin.create", "admin.enable", "admin.delete"]);
     assert_eq!(actions(&b.uuid), ["admin.create", "admin.enable", "admin.disable"]);
-    assert_eq!(actions(&c.uuid), ["admin.create", "admin.disable", "admin.delete"]);
+    // c was disabled already: processed, but nothing changed, so nothing to audit.
+    assert_eq!(actions(&c.uuid), ["admin.create", "admin.delete"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -264,3 +264,29 @@ async fn guessing_codes_is_cut_off() {
     );
     api_as(&daemon.endpoint, "gary_guessed", PASSWORD).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_requests_validates_and_uses_a_code_without_a_session() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    create(&mut admin, "cli_reset", "cli.reset@corp.example").await;
+    let cli = CliHome::new(env.path());
+    let ep = daemon.endpoint.as_str();
+    let sent = cli.json(&["--endpoint", ep, "password", "reset-request", "-u", "cli_reset"]);
+    assert_eq!(sent["sent"], true);
+    assert_eq!(cli.json(&["--endpoint", ep, "password", "reset-request", "-u", "cli_reset"])["sent"], false);
+    let code = code_of(&messages(&env)[0]);
+    let with_code = |args: &[&str], code: &str| {
+        let mut all = vec!["--output", "json", "--endpoint", ep, "password"];
+        all.extend_from_slice(args);
+        let mut cmd = cli.command(&all);
+        cmd.env("CARDHSM_RESET_CODE", code).env("CARDHSM_NEW_PASSWORD", NEW_PASSWORD);
+        CliHome::output(cmd)
+    };
+    assert_eq!(with_code(&["validate-code"], &code).ok().json()["valid"], true);
+    assert_eq!(with_code(&["validate-code"], "nope").ok().json()["valid"], false);
+    with_code(&["reset"], &code).ok();
+    with_code(&["reset"], &code).failed_with("INVALID_ARGUMENT");
+    api_as(&daemon.endpoint, "cli_reset", NEW_PASSWORD).await;
+}

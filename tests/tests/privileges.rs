@@ -369,3 +369,40 @@ async fn ecosystems_set_password_policy_and_report_statistics() {
         Code::PermissionDenied,
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_sets_and_shows_privileges_and_ecosystems() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let org = create_org(&mut admin, "Zeta").await;
+    let user = create_user(&mut admin, "zeta_user").await;
+    let cli = CliHome::new(env.dir.path());
+    cli.login(&daemon.endpoint, "admin", ADMIN_PASSWORD);
+
+    let grant = format!("user:{org}:{PROFILE}");
+    let set = cli.json(&["privileges", "set", &user, "--grant", &grant, "--grant", "eco-admin"]);
+    let roles: Vec<&str> =
+        set["privileges"].as_array().expect("list").iter().filter_map(|p| p["role"].as_str()).collect();
+    assert_eq!(roles.len(), 2, "{set}");
+    assert!(roles.contains(&"user") && roles.contains(&"eco-admin"), "{set}");
+    let shown = cli.json(&["privileges", "show", &user]);
+    assert_eq!(shown["privileges"], set["privileges"]);
+    // The daemon's answer to a bad value reaches the user with the field named.
+    let bad = cli.run(&["privileges", "set", &user, "--grant", "user:no-such-org"]);
+    assert_ne!(bad.code, Some(0));
+    assert!(bad.stderr.contains("privileges[0].organization_id"), "{}", bad.stderr);
+    // Shape errors are the CLI's own, before any call.
+    let bad = cli.run(&["privileges", "set", &user, "--grant", "root:x"]);
+    assert_ne!(bad.code, Some(0));
+    assert!(bad.stderr.contains("--grant"), "{}", bad.stderr);
+    assert_eq!(cli.json(&["privileges", "show", &user])["privileges"], set["privileges"], "unchanged");
+
+    let eco = cli.json(&["ecosystems", "set-password-length", "16"]);
+    assert_eq!(eco["password_min_length"], 16);
+    assert_eq!(cli.json(&["ecosystems", "show"])["password_min_length"], 16);
+    let stats = cli.json(&["ecosystems", "stats"]);
+    assert_eq!(stats["organizations"], 1);
+    let table = cli.run(&["ecosystems", "stats"]).ok();
+    assert!(table.stdout.contains("1 organizations"), "{}", table.stdout);
+}

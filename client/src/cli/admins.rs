@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use cardhsm_client::names::role_name;
 use cardhsm_client::session::CertSession;
 use cardhsm_client::v1::{Admin, AdminRole, BulkAdminsResponse, CreateAdminRequest, EditAdminRequest};
-use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, Session};
+use cardhsm_client::{CardhsmClient, ConnectOptions, Session};
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -374,6 +374,6 @@ pub async fn cert_session_client(
     if let Some(ca) = &global.ca_file {
         session.ca_file = Some(ca.clone());
     }
-    let client = CardhsmClient::connect_with(&options(&session)).await.map_err(ClientError::from)?;
+    let client = CardhsmClient::connect_with(&options(&session)).await?;
     Ok(Some(client))
 }

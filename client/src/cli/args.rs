@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use super::batches::BatchCommand;
 pub use super::admins::AdminsCommand;
 pub use super::orgs::OrgsCommand;
+pub use super::privileges::{EcosystemsCommand, PrivilegesCommand};
 pub use super::sessions::{ApiKeysCommand, SessionsCommand};
 pub use super::store::StoreCommand;
 pub use super::users::{PasswordCommand, UsersCommand};
@@ -114,6 +115,12 @@ pub enum Command {
     /// Batches of device certificates: create, follow, download, reject, revoke
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Users' organization privileges (USER, ORG_ADMIN, ECO_ADMIN)
+    #[command(subcommand)]
+    Privileges(PrivilegesCommand),
+    /// Ecosystems: password policy and statistics
+    #[command(subcommand)]
+    Ecosystems(EcosystemsCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ pub mod issuance;
 pub mod orgs;
 pub mod output;
 pub mod password;
+pub mod privileges;
 pub mod run;
 pub mod sessions;
 pub mod store;

@@ -382,6 +382,10 @@ pub fn user_json(user: &User) -> Value {
         "roles": roles(&user.roles),
         "enabled": user.enabled,
         "created_at": user.created_at,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "phone": user.phone,
+        "email": user.email,
     })
 }
 
@@ -393,7 +397,11 @@ pub fn user_table(user: &User) -> String {
         .row(["username:", &user.username])
         .row(["roles:", &roles(&user.roles).join(",")])
         .row(["enabled:", yes_no(user.enabled)])
-        .row(["created:", &time(user.created_at)]);
+        .row(["created:", &time(user.created_at)])
+        .row(["first name:", &user.first_name])
+        .row(["last name:", &user.last_name])
+        .row(["phone:", &user.phone])
+        .row(["email:", &user.email]);
     table.render()
 }
 

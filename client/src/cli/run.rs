@@ -3,7 +3,7 @@
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
 use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, ReadersCommand, TokensCommand};
-use super::{admins, batches, issuance, orgs, output, password, sessions, store, users};
+use super::{admins, batches, issuance, orgs, output, password, privileges, sessions, store, users};
 use cardhsm_client::v1::RegisterCardRequest;
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
@@ -253,6 +253,8 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
         Command::Orgs(command) => orgs::orgs(client, format, command).await,
         Command::Admins(command) => admins::admins(client, format, command).await,
         Command::Batch(command) => batches::batch(client, format, command).await,
+        Command::Privileges(command) => privileges::privileges(client, format, command).await,
+        Command::Ecosystems(command) => privileges::ecosystems(client, format, command).await,
     }
 }
 

@@ -60,7 +60,13 @@ pub async fn assign(api: &mut Api, organization_id: &str, authority_id: &str, ba
 }
 
 /// A CreateBatch request for `size` devices of profile ecc-device, commonName template `cn`.
-pub fn generator_req(s: &BatchSetup, name: &str, size: u32, cn: &str, password: &str) -> pb::CreateBatchRequest {
+pub fn generator_req(
+    s: &BatchSetup,
+    name: &str,
+    size: u32,
+    cn: &str,
+    password: &str,
+) -> pb::CreateBatchRequest {
     pb::CreateBatchRequest {
         organization_id: s.organization.id.clone(),
         authority_id: s.authority.id.clone(),
@@ -102,12 +108,8 @@ pub fn settled(status: i32) -> bool {
 
 /// Follows WatchBatch to its last event and returns the batch then.
 pub async fn wait_done(api: &mut Api, id: &str) -> pb::Batch {
-    let mut stream = api
-        .batches
-        .watch_batch(pb::WatchBatchRequest { id: id.into() })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream =
+        api.batches.watch_batch(pb::WatchBatchRequest { id: id.into() }).await.expect("watch").into_inner();
     let mut last = None;
     while let Some(event) = stream.message().await.expect("watch event") {
         last = Some(event.done);
@@ -122,7 +124,12 @@ pub async fn wait_done(api: &mut Api, id: &str) -> pb::Batch {
 }
 
 /// Polls GetBatch (no stream) until `pred` holds, at most `limit`.
-pub async fn poll_until(api: &mut Api, id: &str, limit: Duration, pred: impl Fn(&pb::Batch) -> bool) -> pb::Batch {
+pub async fn poll_until(
+    api: &mut Api,
+    id: &str,
+    limit: Duration,
+    pred: impl Fn(&pb::Batch) -> bool,
+) -> pb::Batch {
     let deadline = Instant::now() + limit;
     loop {
         let b = api.batches.get_batch(pb::GetBatchRequest { id: id.into() }).await.expect("get").into_inner();

@@ -385,7 +385,7 @@ impl BatchService {
         let first =
             devices.first().ok_or_else(|| ServiceError::invalid("batch_size", "must be at least 1"))?;
         let resolved = profile.resolve(&first.params, &pki::Name::default())?;
-        self.key_kind(&profile, &new.key_type)?;
+        self.checked(&profile, Kind::Generator, &new)?;
         self.issuance.batch_signing(&new.authority_id, &profile.id, new.validity_years).await?;
         let (org, authority) =
             (validate::id("organization_id", &new.organization_id)?, new.authority_id.clone());
@@ -479,23 +479,18 @@ impl BatchService {
         Ok((name, kind))
     }
 
-    /// Validates the rest, then stores the batch, its devices, the reservation and the audit
-    /// record in one transaction, and hands the batch to the engine.
-    async fn create(
+    /// The name, key type and PKCS#12 password of a request (generated when empty), checked.
+    #[allow(clippy::type_complexity, reason = "a private tuple of checked parts, named at the one caller")]
+    fn checked(
         &self,
-        actor: &Principal,
+        profile: &Profile,
         kind: Kind,
-        generator_id: &str,
-        new: NewBatch,
-        profile: Profile,
-        devices: Vec<DeviceInput>,
-    ) -> Result<Created, ServiceError> {
+        new: &NewBatch,
+    ) -> Result<(String, String, Option<Password>, Option<Password>), ServiceError> {
         let name = validate::text("batch_name", &new.name, MAX_NAME_CHARS)?;
         if name.is_empty() {
             return Err(ServiceError::invalid("batch_name", "is required"));
         }
-        let organization_id = validate::id("organization_id", &new.organization_id)?;
-        let authority_id = validate::id("authority_id", &new.authority_id)?;
         let (key_type, password, generated_password) = if kind == Kind::Csr {
             (String::new(), None, None)
         } else {
@@ -513,6 +508,23 @@ impl BatchService {
             }
             (key_type, Some(password.clone()), (!given).then_some(password))
         };
+        Ok((name, key_type, password, generated_password))
+    }
+
+    /// Validates the rest, then stores the batch, its devices, the reservation and the audit
+    /// record in one transaction, and hands the batch to the engine.
+    async fn create(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        generator_id: &str,
+        new: NewBatch,
+        profile: Profile,
+        devices: Vec<DeviceInput>,
+    ) -> Result<Created, ServiceError> {
+        let (name, key_type, password, generated_password) = self.checked(&profile, kind, &new)?;
+        let organization_id = validate::id("organization_id", &new.organization_id)?;
+        let authority_id = validate::id("authority_id", &new.authority_id)?;
         // Every device's parameters pass the profile now, so a batch is never stored with a
         // device that cannot be issued (CSV and CSR inputs were checked by their parsers).
         if matches!(kind, Kind::Generator | Kind::Single) {
