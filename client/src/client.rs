@@ -287,11 +287,10 @@ impl CardhsmClient {
         page_size: u32,
         page_token: &str,
     ) -> Result<ListUsersResponse, ClientError> {
-        let request =
-            ListUsersRequest {
-                page: Some(PageRequest { page_size, page_token: page_token.to_owned() }),
-                ..Default::default()
-            };
+        let request = ListUsersRequest {
+            page: Some(PageRequest { page_size, page_token: page_token.to_owned() }),
+            ..Default::default()
+        };
         self.authed(request, rpc!(UserServiceClient, list_users)).await
     }
 

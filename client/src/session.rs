@@ -184,7 +184,12 @@ impl CertSession {
             return Ok(None);
         }
         let file: CertFile = serde_json::from_value(value).map_err(format)?;
-        Ok(Some(Self { endpoint: file.endpoint, cert: file.client_certificate, key: file.client_key, ca_file: file.ca_file }))
+        Ok(Some(Self {
+            endpoint: file.endpoint,
+            cert: file.client_certificate,
+            key: file.client_key,
+            ca_file: file.ca_file,
+        }))
     }
 
     /// Writes the certificate login to `path` like [`Session::save`] (mode 0600, atomically),
@@ -198,7 +203,8 @@ impl CertSession {
         };
         let json = serde_json::to_vec_pretty(&file)
             .map_err(|source| ClientError::SessionFormat { path: path.to_owned(), source })?;
-        replace_private(path, &json).map_err(|source| ClientError::SessionIo { path: path.to_owned(), source })
+        replace_private(path, &json)
+            .map_err(|source| ClientError::SessionIo { path: path.to_owned(), source })
     }
 }
 

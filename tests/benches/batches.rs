@@ -132,7 +132,7 @@ async fn run(env: &TestEnv, devices: u32, rsa_devices: u32) -> anyhow::Result<()
     );
 
     // (b) CSRs.
-    let pem = csr_bundle(devices)?;
+    let pem = csr_bundle(devices).await?;
     let request = pb::UploadCsrBatchRequest {
         organization_id: org.clone(),
         authority_id: authority.clone(),
@@ -249,13 +249,12 @@ async fn timed_batch(client: &CardhsmClient, created: Created) -> anyhow::Result
 
 /// `n` distinct P-256 CSRs (`CN=csr-<i>`) in one PEM, signed in software (ring) so that making
 /// them takes a second, not the ten minutes of 10,000 openssl runs.
-fn csr_bundle(n: u32) -> anyhow::Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+async fn csr_bundle(n: u32) -> anyhow::Result<String> {
     let mut pem = String::with_capacity(n as usize * 600);
     for i in 0..n {
         let signer = RingP256::generate()?;
         let subject = pki::parse_name(&format!("CN=csr-{i},O=cardhsm"))?;
-        let der = rt.block_on(pki::build_csr(&signer, &subject, &[]))?;
+        let der = pki::build_csr(&signer, &subject, &[]).await?;
         pem.push_str(&pki::pem_encode(pki::PEM_CERTIFICATE_REQUEST, &der));
     }
     Ok(pem)

@@ -12,10 +12,9 @@ mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cardhsm_client::{CardhsmClient, ConnectOptions};
 use cardhsm_proto::v1 as pb;
 use cardhsm_tests::{ADMIN_PASSWORD, ADMIN_USERNAME, Daemon, TestEnv};
-use std::path::{Path, PathBuf};
+use support::mtls::{Pki, connect, https, start_mtls};
 use support::*;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -27,117 +26,6 @@ const UNKNOWN: &str = "6f1c1f9e-3a0e-4a43-9d43-0f6f2e6f1e1a";
 const UNKNOWN_2: &str = "0b7e3a52-55c9-4a0e-8d1e-2f1f7d7f4c11";
 const CA_SUBJECT: &str = "CN=cardhsm admin test CA";
 
-/// The test's PKI in `<env>/tls`: a CA (`ca.crt`), the daemon's certificate, and client
-/// certificates `<name>.crt` / `<name>.key` made on demand, all signed by the CA.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(env: &TestEnv) -> Pki {
-        let dir = env.path().join("tls");
-        std::fs::create_dir_all(&dir).expect("mkdir tls");
-        let pki = Pki { dir };
-        pki.key("ca");
-        openssl(
-            &pki.dir,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=cardhsm admin test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
-        pki.signed(
-            "server",
-            "/CN=cardhsmd test server",
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        );
-        // The certificate the bootstrap administrator's connections present (client-certificate
-        // TLS asks every client for one); it is nobody's administrator certificate.
-        pki.client("boot");
-        pki
-    }
-
-    fn key(&self, name: &str) -> PathBuf {
-        let file = format!("{name}.key");
-        openssl(
-            &self.dir,
-            &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &file],
-        );
-        self.dir.join(file)
-    }
-
-    fn signed(&self, name: &str, subject: &str, extensions: &str) {
-        self.key(name);
-        let (csr, ext, crt) = (format!("{name}.csr"), format!("{name}.ext"), format!("{name}.crt"));
-        let ext_text =
-            format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}");
-        std::fs::write(self.dir.join(&ext), ext_text).expect("write extensions");
-        openssl(&self.dir, &["req", "-new", "-key", &format!("{name}.key"), "-out", &csr, "-subj", subject]);
-        openssl(
-            &self.dir,
-            &[
-                "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-out", &crt, "-days", "2",
-                "-extfile", &ext,
-            ],
-        );
-    }
-
-    /// A client certificate `<name>.crt` with subject `/O=cardhsm tests/CN=<name>`.
-    fn client(&self, name: &str) {
-        self.signed(name, &format!("/O=cardhsm tests/CN={name}"), "extendedKeyUsage=clientAuth\n");
-    }
-
-    fn crt(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.crt"))
-    }
-
-    fn key_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.key"))
-    }
-
-    /// The certificate as the API takes it: base64 of the DER.
-    fn der_b64(&self, name: &str) -> String {
-        let der = format!("{name}.der");
-        openssl(&self.dir, &["x509", "-in", &format!("{name}.crt"), "-outform", "DER", "-out", &der]);
-        STANDARD.encode(std::fs::read(self.dir.join(der)).expect("read DER"))
-    }
-
-    /// SHA-256 fingerprint as openssl computes it (lower-case hex).
-    fn sha256(&self, name: &str) -> String {
-        openssl_fingerprint(&self.dir, &format!("{name}.crt"), "sha256")
-    }
-
-    /// `openssl x509 -noout -<what>` of `<name>.crt`, the value after `=`.
-    fn field(&self, name: &str, what: &str) -> String {
-        let out = openssl(&self.dir, &["x509", "-in", &format!("{name}.crt"), "-noout", &format!("-{what}")]);
-        out.trim().split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default()
-    }
-
-    /// `[server.tls]` with client certificates from `client_ca`.
-    fn tls_toml(&self, client_ca: &Path) -> String {
-        let path = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
-        format!(
-            "[server.tls]\ncert_file = {}\nkey_file = {}\nclient_ca_file = {}\n",
-            path(&self.crt("server")),
-            path(&self.key_path("server")),
-            path(client_ca)
-        )
-    }
-}
-
 /// `date -u -d <openssl date> +%s`: an openssl `notAfter` in unix seconds.
 fn unix_of(openssl_date: &str) -> i64 {
     let out = std::process::Command::new("date")
@@ -145,18 +33,6 @@ fn unix_of(openssl_date: &str) -> i64 {
         .output()
         .expect("running date");
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("unix seconds")
-}
-
-fn https(daemon: &Daemon) -> String {
-    format!("https://127.0.0.1:{}", daemon.addr.port())
-}
-
-/// A connection presenting the client certificate `<identity>.crt`.
-async fn connect(daemon: &Daemon, pki: &Pki, identity: &str) -> Channel {
-    let options = ConnectOptions::new(https(daemon))
-        .ca_file(pki.crt("ca"))
-        .client_identity(pki.crt(identity), pki.key_path(identity));
-    CardhsmClient::connect_with(&options).await.expect("connect over client-certificate TLS").channel()
 }
 
 fn admins(ch: &Channel, token: Option<&str>) -> Admins {
@@ -185,10 +61,6 @@ async fn super_admin(daemon: &Daemon, pki: &Pki) -> Admins {
     let ch = connect(daemon, pki, "boot").await;
     let token = admin_token(&ch).await;
     admins(&ch, Some(&token))
-}
-
-async fn start(env: &TestEnv, pki: &Pki) -> Daemon {
-    Daemon::start_with(env, &pki.tls_toml(&pki.crt("ca"))).await.expect("daemon with client-certificate TLS")
 }
 
 fn create_req(
@@ -288,7 +160,7 @@ async fn administrators_are_created_read_edited_listed_and_audited() {
     for name in ["alice", "bob", "alice2"] {
         pki.client(name);
     }
-    let daemon = start(&env, &pki).await;
+    let daemon = start_mtls(&env, &pki, "").await;
     let mut su = super_admin(&daemon, &pki).await;
 
     // Created from base64 DER; enabled is false unless asked for.
@@ -432,7 +304,7 @@ async fn bad_input_duplicates_and_unknown_uuids_change_nothing() {
     for name in ["alice", "bob"] {
         pki.client(name);
     }
-    let daemon = start(&env, &pki).await;
+    let daemon = start_mtls(&env, &pki, "").await;
     let mut su = super_admin(&daemon, &pki).await;
     let alice =
         create(&mut su, create_req("alice_1", pb::AdminRole::Administrator, true, pki.der_b64("alice")))
@@ -534,7 +406,7 @@ async fn bulk_calls_process_the_known_uuids_in_one_transaction_and_report_the_un
     for name in ["a", "b", "c", "s"] {
         pki.client(name);
     }
-    let daemon = start(&env, &pki).await;
+    let daemon = start_mtls(&env, &pki, "").await;
     let mut su = super_admin(&daemon, &pki).await;
     let a =
         create(&mut su, create_req("admin_a", pb::AdminRole::Administrator, false, pki.der_b64("a"))).await;
@@ -589,7 +461,7 @@ async fn an_administrator_calls_with_their_certificate_and_is_refused_at_once_wh
     for name in ["alice", "sam", "dora", "stranger"] {
         pki.client(name);
     }
-    let mut daemon = start(&env, &pki).await;
+    let mut daemon = start_mtls(&env, &pki, "").await;
     let boot = connect(&daemon, &pki, "boot").await;
     let boot_token = admin_token(&boot).await;
     let mut su = admins(&boot, Some(&boot_token));
@@ -725,7 +597,7 @@ async fn an_administrator_calls_with_their_certificate_and_is_refused_at_once_wh
 async fn an_administrator_from_an_issued_certificate_of_the_inventory() {
     let env = TestEnv::new(0).expect("env");
     let pki = Pki::new(&env);
-    let mut daemon = start(&env, &pki).await;
+    let mut daemon = start_mtls(&env, &pki, "").await;
     let boot = connect(&daemon, &pki, "boot").await;
     let token = admin_token(&boot).await;
     let mut issuance = pb::issuance_service_client::IssuanceServiceClient::with_interceptor(
@@ -797,7 +669,7 @@ async fn cli_login_with_a_certificate_and_admins_commands() {
     for name in ["carol", "dave", "erin"] {
         pki.client(name);
     }
-    let daemon = start(&env, &pki).await;
+    let daemon = start_mtls(&env, &pki, "").await;
     let mut su = super_admin(&daemon, &pki).await;
     create(&mut su, create_req("carol_super", pb::AdminRole::SuperAdministrator, true, pki.der_b64("carol")))
         .await;
@@ -824,12 +696,22 @@ async fn cli_login_with_a_certificate_and_admins_commands() {
     assert!(!session.contains("access_token"), "a certificate session holds no token: {session}");
     let me = cli.json(&["whoami"]);
     assert_eq!(me["username"], "carol_super", "{me}");
+    // Logging in again goes to the same daemon; a login with neither a username nor a
+    // certificate says what is missing.
+    let again = cli.json(&["--ca-file", &ca, "login", "--cert", &carol_crt, "--key", &carol_key]);
+    assert_eq!(again["endpoint"], endpoint.as_str(), "{again}");
+    cli.run(&["--endpoint", &endpoint, "login"]).failed_with("give --username");
+    // A certificate that is no administrator's is refused, and the saved login stays.
+    let dave_key = pki.key_path("dave").display().to_string();
+    let dave_crt = pki.crt("dave").display().to_string();
+    cli.run(&["--ca-file", &ca, "login", "--cert", &dave_crt, "--key", &dave_key])
+        .failed_with("UNAUTHENTICATED");
+    assert_eq!(cli.json(&["whoami"])["username"], "carol_super");
 
     // Later commands use the certificate: list, create, show, edit.
     let listed = cli.json(&["admins", "list"]);
     assert_eq!(listed["admins"].as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed["admins"][0]["username"], "carol_super");
-    let dave_crt = pki.crt("dave").display().to_string();
     let dave = cli.json(&[
         "admins",
         "create",

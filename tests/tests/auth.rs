@@ -210,7 +210,10 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
             .await,
         Code::PermissionDenied,
     );
-    expect_code(user.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await, Code::PermissionDenied);
+    expect_code(
+        user.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await,
+        Code::PermissionDenied,
+    );
     // Their own cards: yes. Someone else's: no.
     let own = user
         .cards
@@ -229,7 +232,10 @@ async fn roles_are_enforced_and_users_see_only_their_own_cards() {
     expect_code(user.cards.get_card(pb::GetCardRequest { id: theirs.id.clone() }).await, Code::NotFound);
 
     // An operator runs the card lifecycle but does not manage users.
-    expect_code(officer.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await, Code::PermissionDenied);
+    expect_code(
+        officer.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await,
+        Code::PermissionDenied,
+    );
     officer.cards.list_tokens(pb::ListTokensRequest {}).await.expect("operator lists tokens");
     assert_eq!(store_snapshot(&env.store_path()), before, "refused calls changed the store");
     officer
@@ -269,7 +275,12 @@ async fn users_are_created_validated_and_listed() {
 
     let u = create_user(&mut admin, "alice", USER_PASSWORD, pb::Role::Operator).await;
     assert_eq!(u.roles, [pb::Role::Operator as i32]);
-    let list = admin.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await.expect("list").into_inner();
+    let list = admin
+        .users
+        .list_users(pb::ListUsersRequest { page: None, ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
     let names: Vec<_> = list.users.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["admin", "alice"]);
     assert_eq!(list.page.expect("page").total_count, 2);

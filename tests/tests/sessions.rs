@@ -515,7 +515,10 @@ async fn api_keys_carry_their_realms_roles_are_stored_hashed_listed_and_revocabl
     assert_eq!((me.username.as_str(), me.api_key_id.as_str()), ("officer", info.id.as_str()));
     assert_eq!(me.roles, [pb::Role::Operator as i32]);
     as_key.cards.list_tokens(pb::ListTokensRequest {}).await.expect("operator work with the key");
-    expect_code(as_key.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await, Code::PermissionDenied);
+    expect_code(
+        as_key.users.list_users(pb::ListUsersRequest { page: None, ..Default::default() }).await,
+        Code::PermissionDenied,
+    );
 
     // Stored hashed: the row has SHA-256(secret) and no trace of the key.
     let conn = rusqlite::Connection::open(env.store_path()).expect("db");

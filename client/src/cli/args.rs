@@ -6,8 +6,8 @@ use cardhsm_client::names::parse_crl_reason;
 use cardhsm_proto::v1::{AuthorityKind, CardState, RevokeReason, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use super::batches::BatchCommand;
 pub use super::admins::AdminsCommand;
+pub use super::batches::BatchCommand;
 pub use super::orgs::OrgsCommand;
 pub use super::privileges::{EcosystemsCommand, PrivilegesCommand};
 pub use super::sessions::{ApiKeysCommand, SessionsCommand};
@@ -752,7 +752,9 @@ mod tests {
             parse(&["login", "--username", "admin", "--endpoint", "https://hsm:50051", "--output", "json"])?;
         assert_eq!(cli.global.endpoint.as_deref(), Some("https://hsm:50051"));
         assert_eq!(cli.global.output, OutputFormat::Json);
-        assert!(matches!(cli.command, Command::Login(LoginArgs { ref username }) if username.as_deref() == Some("admin")));
+        assert!(
+            matches!(cli.command, Command::Login(LoginArgs { ref username }) if username.as_deref() == Some("admin"))
+        );
         let cli = parse(&["whoami"])?;
         assert_eq!(cli.global.output, OutputFormat::Table);
         Ok(())

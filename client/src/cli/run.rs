@@ -85,7 +85,10 @@ fn endpoint_for_login(global: &GlobalArgs) -> Result<String, CliError> {
         None => Session::load(&path)
             .ok()
             .flatten()
-            .map_or_else(|| DEFAULT_ENDPOINT.to_owned(), |session| session.endpoint),
+            .map(|session| session.endpoint)
+            // Or the endpoint of a certificate login (`login --cert`).
+            .or_else(|| cardhsm_client::session::CertSession::load(&path).ok().flatten().map(|s| s.endpoint))
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
     })
 }
 

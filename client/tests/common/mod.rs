@@ -369,7 +369,10 @@ impl UserService for Fake {
         Err(Status::unimplemented("fake"))
     }
 
-    async fn update_current_user(&self, _: Request<UpdateCurrentUserRequest>) -> Result<Response<User>, Status> {
+    async fn update_current_user(
+        &self,
+        _: Request<UpdateCurrentUserRequest>,
+    ) -> Result<Response<User>, Status> {
         Err(Status::unimplemented("fake"))
     }
 
@@ -377,11 +380,17 @@ impl UserService for Fake {
         Err(Status::unimplemented("fake"))
     }
 
-    async fn update_credentials(&self, _: Request<UpdateCredentialsRequest>) -> Result<Response<User>, Status> {
+    async fn update_credentials(
+        &self,
+        _: Request<UpdateCredentialsRequest>,
+    ) -> Result<Response<User>, Status> {
         Err(Status::unimplemented("fake"))
     }
 
-    async fn check_email(&self, _: Request<CheckEmailRequest>) -> Result<Response<CheckEmailResponse>, Status> {
+    async fn check_email(
+        &self,
+        _: Request<CheckEmailRequest>,
+    ) -> Result<Response<CheckEmailResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
 }

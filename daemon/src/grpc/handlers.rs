@@ -140,9 +140,8 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         req: Request<pb::RequestPasswordResetRequest>,
     ) -> GrpcResult<pb::RequestPasswordResetResponse> {
-        let client = client_info(&req);
         let r = req.into_inner();
-        let sent = self.0.password_reset.request(&r.username, &client).await.map_err(to_status)?;
+        let sent = self.0.password_reset.request(&r.username).await.map_err(to_status)?;
         Ok(Response::new(pb::RequestPasswordResetResponse { sent }))
     }
 
@@ -165,10 +164,14 @@ impl pb::auth_service_server::AuthService for AuthApi {
         Ok(Response::new(pb::ResetPasswordResponse {}))
     }
 
-    async fn validate_code(&self, req: Request<pb::ValidateCodeRequest>) -> GrpcResult<pb::ValidateCodeResponse> {
+    async fn validate_code(
+        &self,
+        req: Request<pb::ValidateCodeRequest>,
+    ) -> GrpcResult<pb::ValidateCodeResponse> {
         let client = client_info(&req);
         let r = req.into_inner();
-        let valid = self.0.password_reset.validate(Zeroizing::new(r.code), &client).await.map_err(to_status)?;
+        let valid =
+            self.0.password_reset.validate(Zeroizing::new(r.code), &client).await.map_err(to_status)?;
         Ok(Response::new(pb::ValidateCodeResponse { valid }))
     }
 }
@@ -366,9 +369,10 @@ impl pb::user_service_server::UserService for UserApi {
         let page = r.page.unwrap_or_default();
         let role = match r.role {
             0 => None,
-            v => Some(role_from_pb(v).ok_or_else(|| {
-                to_status(ServiceError::invalid("role", format!("{v} is not a role")))
-            })?),
+            v => Some(
+                role_from_pb(v)
+                    .ok_or_else(|| to_status(ServiceError::invalid("role", format!("{v} is not a role"))))?,
+            ),
         };
         let filter = crate::service::users::ListFilter {
             organization_id: r.organization_id,

@@ -80,7 +80,7 @@ impl PasswordResetService {
 
     /// Issues a code for `username` and sends it. False when a code went out for that login
     /// in the last 15 minutes. Logins that get no code answer the same way.
-    pub async fn request(&self, username: &str, _client: &ClientInfo) -> Result<bool, ServiceError> {
+    pub async fn request(&self, username: &str) -> Result<bool, ServiceError> {
         let username = username.trim();
         if username.is_empty() {
             return Err(ServiceError::invalid("username", "is required"));

@@ -8,6 +8,7 @@ mod pki;
 #[allow(unused_imports, reason = "each test file uses a different subset")]
 pub use pki::*;
 pub mod batches;
+pub mod mtls;
 
 use cardhsm_proto::v1 as pb;
 use serde_json::Value;
@@ -54,7 +55,11 @@ pub async fn channel(endpoint: &str) -> Channel {
 }
 
 pub async fn api(endpoint: &str, token: Option<String>) -> Api {
-    let ch = channel(endpoint).await;
+    api_on(channel(endpoint).await, token)
+}
+
+/// Every client over an existing channel (e.g. a client-certificate TLS one).
+pub fn api_on(ch: Channel, token: Option<String>) -> Api {
     let b = Bearer(token);
     Api {
         auth: pb::auth_service_client::AuthServiceClient::with_interceptor(ch.clone(), b.clone()),
