@@ -5,7 +5,7 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Messages whose derived Debug would print a secret.
-const SECRET_MESSAGES: [&str; 21] = [
+const SECRET_MESSAGES: [&str; 24] = [
     ".cardhsm.v1.LoginRequest",
     // old_pin, new_pin / puk, new_pin of a card.
     ".cardhsm.v1.ChangePinRequest",
@@ -38,6 +38,10 @@ const SECRET_MESSAGES: [&str; 21] = [
     ".cardhsm.v1.CreateBatchResponse",
     // A chunk of a ZIP of PKCS#12 files (private keys, under a password).
     ".cardhsm.v1.DownloadChunk",
+    // A backup password, and the encrypted archive (whose password may be weak).
+    ".cardhsm.v1.ExportConfigurationRequest",
+    ".cardhsm.v1.ImportConfigurationRequest",
+    ".cardhsm.v1.ConfigurationChunk",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

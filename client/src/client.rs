@@ -866,23 +866,6 @@ impl CardhsmClient {
     }
 }
 
-/// Users (`UserService`): one generic call, so the CLI (`cardhsm users …`) reaches every user
-/// RPC with this client's token handling (refresh before expiry, one retry after
-/// UNAUTHENTICATED).
-impl CardhsmClient {
-    /// One `UserService` call: `call` gets a generated client and the request, e.g.
-    /// `client.user_call(req, |mut c, r| async move { c.update_user(r).await })`.
-    pub async fn user_call<Req, T, F, Fut>(&self, request: Req, call: F) -> Result<T, ClientError>
-    where
-        Req: Clone,
-        F: Fn(cardhsm_proto::v1::user_service_client::UserServiceClient<AuthedChannel>, Req) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
-        use cardhsm_proto::v1::user_service_client::UserServiceClient;
-        self.authed(request, |channel, r| call(UserServiceClient::new(channel), r)).await
-    }
-}
-
 /// Batches (`BatchService`): one generic call, so the CLI (`cardhsm batch …`) and the tests use
 /// the generated client with this client's token handling (refresh before expiry, one retry
 /// after UNAUTHENTICATED), streams included.

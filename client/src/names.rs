@@ -34,6 +34,9 @@ pub const ROLES: &[(Role, &str)] = &[
     (Role::Admin, "admin"),
     (Role::Operator, "operator"),
     (Role::User, "user"),
+    (Role::SuperAdmin, "super-admin"),
+    (Role::EcoAdmin, "eco-admin"),
+    (Role::OrgAdmin, "org-admin"),
 ];
 
 /// RFC 5280 CRLReason codes with their names as openssl spells them (7 is unused).
@@ -177,7 +180,7 @@ mod tests {
     fn tables_cover_every_value() {
         assert_eq!(CARD_STATES.len(), 7);
         assert_eq!(REVOKE_REASONS.len(), 8);
-        assert_eq!(ROLES.len(), 4);
+        assert_eq!(ROLES.len(), 7);
         // Table order is wire order, so a new enum value shows up as a gap here.
         assert!(CARD_STATES.iter().enumerate().all(|(i, (s, _))| *s as usize == i));
         assert!(REVOKE_REASONS.iter().enumerate().all(|(i, (r, _))| *r as usize == i));

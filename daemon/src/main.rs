@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config);
+    cardhsmd::service::system::set_config_path(args.config.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -46,7 +47,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cardhsmd::app::run(config)) {
+    let result = runtime.block_on(cardhsmd::app::run(config));
+    // Ending the runtime drops every task and with them the last store connections, so a
+    // restore staged by ImportConfiguration can replace the store file (service/system.rs).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    if result.is_ok()
+        && let Some(restore) = cardhsmd::service::system::take_pending_restore()
+    {
+        let e = restore.apply_and_exec();
+        tracing::error!(error = %e, "applying the restored store and configuration failed");
+        eprintln!("cardhsmd: restore: {e}");
+        return ExitCode::FAILURE;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cardhsmd stopped");

@@ -84,6 +84,45 @@ pub struct NotifyConfig {
     /// `outbox.jsonl` in the directory of `store.path`; relative to the config file's directory.
     #[serde(default)]
     pub outbox: Option<PathBuf>,
+    /// `[notify.smtp]`: send messages by SMTP instead of the outbox. Default: unset.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[notify.smtp]`: a mail relay that takes the daemon's messages.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name of the relay (also the name its TLS certificate must carry).
+    pub host: String,
+    /// Default 587 (submission with STARTTLS).
+    #[serde(default = "defaults::smtp_port")]
+    pub port: u16,
+    /// The sender address, e.g. "cardhsm@example.com".
+    pub from: String,
+    /// `starttls` (the default), `tls` (implicit TLS, usually port 465) or `none` (a relay on
+    /// the same host or a trusted network only: the message carries a reset code).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// User name for AUTH PLAIN (only over TLS); unset = no authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Where the relay password comes from (an environment variable or a file).
+    #[serde(default)]
+    pub password: Option<SecretSource>,
+    /// Connect, read and write timeout, in seconds. Default 10, 1..=120.
+    #[serde(default = "defaults::smtp_timeout_secs")]
+    pub timeout_secs: u32,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
 }
 
 /// `[readers]`: card readers over PC/SC.
@@ -188,7 +227,8 @@ pub struct AuthConfig {
 pub struct RealmConfig {
     /// `^[A-Za-z0-9_.-]{1,64}$`, unique; `password` is reserved (the realm of Login sessions).
     pub name: String,
-    /// One or more of `ADMIN`, `OPERATOR`, `USER`.
+    /// One or more of `ADMIN`, `OPERATOR`, `ECO_ADMIN`, `ORG_ADMIN`, `USER` (an organization
+    /// role brings the holder's privileges of that role).
     pub roles: Vec<String>,
 }
 
@@ -529,6 +569,14 @@ pub mod defaults {
     pub fn session_wait_ms() -> u32 {
         5_000
     }
+    pub fn smtp_port() -> u16 {
+        587
+    }
+
+    pub fn smtp_timeout_secs() -> u32 {
+        10
+    }
+
     pub fn card_pin() -> SecretSource {
         SecretSource::env("CARDHSM_CARD_PIN")
     }

@@ -1,7 +1,7 @@
 //! Validation of a parsed configuration: every check names the TOML key it is about, so an
 //! operator knows which line to fix.
 
-use crate::{CardPolicy, Config, ProfileConfig, defaults};
+use crate::{CardPolicy, Config, ProfileConfig, SmtpSecurity, defaults};
 use std::path::Path;
 
 /// Why a configuration was refused. `key` is the dotted TOML path, e.g. `pkcs11.tokens[1].pin`.
@@ -75,6 +75,11 @@ impl Config {
         {
             *f = base.join(&*f);
         }
+        if let Some(smtp) = &mut self.notify.smtp
+            && let Some(p) = &mut smtp.password
+        {
+            p.resolve_relative(base);
+        }
         self.auth.bootstrap_password.resolve_relative(base);
         self.pkcs11.card_pin.resolve_relative(base);
         for t in &mut self.pkcs11.tokens {
@@ -92,6 +97,42 @@ impl Config {
             check_path("server.tls.key_file", &tls.key_file)?;
             if let Some(ca) = &tls.client_ca_file {
                 check_path("server.tls.client_ca_file", ca)?;
+            }
+        }
+        if let Some(smtp) = &self.notify.smtp {
+            let host_ok = !smtp.host.is_empty()
+                && smtp.host.len() <= 253
+                && smtp.host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+            if !host_ok {
+                return Err(ConfigError::invalid("notify.smtp.host", "must be a host name or address"));
+            }
+            if smtp.port == 0 {
+                return Err(ConfigError::invalid("notify.smtp.port", "must not be 0"));
+            }
+            let from_ok = smtp.from.len() <= 254
+                && smtp.from.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                && !smtp.from.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>'));
+            if !from_ok {
+                return Err(ConfigError::invalid("notify.smtp.from", "must be an address such as cardhsm@example.com"));
+            }
+            check_range("notify.smtp.timeout_secs", smtp.timeout_secs, 1, 120)?;
+            match (&smtp.username, &smtp.password) {
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        "notify.smtp.username",
+                        "username and password go together",
+                    ));
+                }
+                (Some(_), Some(_)) if smtp.security == SmtpSecurity::None => {
+                    return Err(ConfigError::invalid(
+                        "notify.smtp.security",
+                        "a password is never sent without TLS: use starttls or tls",
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(p) = &smtp.password {
+                p.check("notify.smtp.password")?;
             }
         }
         check_range("server.max_upload_bytes", self.server.max_upload_bytes, 1024, 256 * 1024 * 1024)?;
@@ -139,10 +180,11 @@ impl Config {
                 return Err(ConfigError::invalid(format!("{key}.roles"), "at least one role is required"));
             }
             for (j, role) in r.roles.iter().enumerate() {
-                if !["ADMIN", "OPERATOR", "USER"].contains(&role.as_str()) {
+                // SUPER_ADMIN is not offered: administrators are managed by people, not keys.
+                if !REALM_ROLES.contains(&role.as_str()) {
                     return Err(ConfigError::invalid(
                         format!("{key}.roles[{j}]"),
-                        format!("{role:?} is not a role (ADMIN, OPERATOR, USER)"),
+                        format!("{role:?} is not a realm role ({})", REALM_ROLES.join(", ")),
                     ));
                 }
             }
@@ -506,3 +548,7 @@ mod tests {
         assert_eq!(c.store.path, Path::new("cardhsm.sqlite3"));
     }
 }
+
+/// The roles an API-key realm may grant. The organization roles give the key the holder's
+/// privileges of that role (its organizations and profiles).
+pub const REALM_ROLES: [&str; 5] = ["ADMIN", "OPERATOR", "ECO_ADMIN", "ORG_ADMIN", "USER"];

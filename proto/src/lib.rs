@@ -235,6 +235,27 @@ mod redacted_debug {
             f.debug_struct("DownloadChunk").field("data", &format_args!("[{} bytes]", self.data.len())).finish()
         }
     }
+
+    // System: a backup password, and the encrypted archive.
+    impl fmt::Debug for ExportConfigurationRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ExportConfigurationRequest").field("password", &"[redacted]").finish()
+        }
+    }
+    impl fmt::Debug for ImportConfigurationRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ImportConfigurationRequest")
+                .field("archive", &format_args!("[{} bytes]", self.archive.len()))
+                .field("password", &"[redacted]")
+                .field("mode", &self.mode)
+                .finish()
+        }
+    }
+    impl fmt::Debug for ConfigurationChunk {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ConfigurationChunk").field("data", &format_args!("[{} bytes]", self.data.len())).finish()
+        }
+    }
 }
 
 /// The encoded `FileDescriptorSet` of every cardhsm.v1 .proto file.

@@ -278,6 +278,45 @@ pin = {{ file = {daemon_pin} }}
         Ok(stdout)
     }
 
+    /// A new environment whose tokens are byte copies of this one's (same labels, serials,
+    /// PINs and keys), in its own directory: a second daemon "on the same HSM" (restore tests).
+    /// Copy while no daemon writes to the tokens.
+    pub fn copy_tokens(&self) -> anyhow::Result<TestEnv> {
+        let dir = tempfile::Builder::new()
+            .prefix("cardhsm-e2e-")
+            .tempdir()
+            .context("creating the copy's temporary directory")?;
+        let hsm_dir = dir.path().join("hsm");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&self.hsm_dir)
+            .arg(&hsm_dir)
+            .status()
+            .context("running cp -a")?;
+        if !status.success() {
+            bail!("cp -a {} {} failed ({status})", self.hsm_dir.display(), hsm_dir.display());
+        }
+        let softhsm_conf = hsm_dir.join("softhsm2.conf");
+        let conf = fs::read_to_string(&softhsm_conf).context("reading the copied softhsm2.conf")?;
+        fs::write(
+            &softhsm_conf,
+            conf.replace(&self.hsm_dir.display().to_string(), &hsm_dir.display().to_string()),
+        )
+        .context("writing the copied softhsm2.conf")?;
+        Ok(TestEnv {
+            dir,
+            hsm_dir,
+            softhsm_conf,
+            daemon_pin: self.daemon_pin.clone(),
+            card_pin: self.card_pin.clone(),
+            so_pin: self.so_pin.clone(),
+            daemon_token_label: self.daemon_token_label.clone(),
+            daemon_token_serial: self.daemon_token_serial.clone(),
+            card_labels: self.card_labels.clone(),
+            card_serials: self.card_serials.clone(),
+        })
+    }
+
     /// Every object on the token labelled `token_label`, as pkcs11-tool sees it after login.
     pub fn list_token_objects(&self, token_label: &str) -> anyhow::Result<Vec<TokenObject>> {
         list_token_objects(self, token_label)
@@ -679,6 +718,17 @@ impl Daemon {
     pub async fn try_restart(&mut self) -> anyhow::Result<()> {
         self.stop().await;
         self.run().await
+    }
+
+    /// Waits for `ready_path` again after the daemon restarted itself in place (a restore
+    /// re-executes the binary: same process id, new listener). The caller removes the ready
+    /// file before triggering the restart, and may point `ready_path` elsewhere first (a
+    /// restored configuration may name another ready file). Updates `addr` and `endpoint`.
+    pub async fn wait_ready_again(&mut self) -> anyhow::Result<()> {
+        let addr = self.wait_ready().await?;
+        self.addr = addr;
+        self.endpoint = format!("http://{addr}");
+        Ok(())
     }
 
     /// Starts the daemon again after [`Daemon::stop`] or [`Daemon::kill`] (or an exit of its

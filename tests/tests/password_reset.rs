@@ -3,7 +3,8 @@
 //! login; ResetPassword works once, ends every earlier credential and clears sign-in
 //! throttling; expired and used codes are refused; ValidateCode answers; unknown logins answer
 //! like known ones without a message; code guessing is cut off with RESOURCE_EXHAUSTED; the
-//! code is never stored in clear.
+//! code is never stored in clear. With `[notify.smtp]` the code goes to a mail relay instead
+//! (here a plain-SMTP listener of the test's own), and a refused message keeps no code.
 
 mod support;
 
@@ -27,6 +28,23 @@ fn messages(env: &TestEnv) -> Vec<Value> {
         Ok(text) => text.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => panic!("outbox: {e}"),
+    }
+}
+
+/// No file of the daemon's (database, WAL, log) but the outbox holds `code` in clear.
+#[track_caller]
+fn assert_nowhere_but_the_outbox(env: &TestEnv, code: &str) {
+    for file in std::fs::read_dir(env.path()).expect("dir") {
+        let path = file.expect("entry").path();
+        if path == outbox(env) || path.is_dir() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !bytes.windows(code.len()).any(|w| w == code.as_bytes()),
+            "the code appears in clear in {}",
+            path.display()
+        );
     }
 }
 
@@ -126,18 +144,7 @@ async fn a_code_from_the_outbox_resets_the_password_once_and_ends_old_credential
         .expect("one code row");
     assert_eq!(user_id, carol.id);
     assert_eq!(hash.len(), 32);
-    for file in std::fs::read_dir(env.store_path().parent().expect("dir")).expect("dir") {
-        let path = file.expect("entry").path();
-        if path == outbox(&env) || path.is_dir() {
-            continue;
-        }
-        let bytes = std::fs::read(&path).expect("read");
-        assert!(
-            !bytes.windows(code.len()).any(|w| w == code.as_bytes()),
-            "the code appears in clear in {}",
-            path.display()
-        );
-    }
+    assert_nowhere_but_the_outbox(&env, &code);
 
     // ValidateCode answers for the code, and not for others.
     assert!(valid(&mut anon, &code).await);
@@ -203,6 +210,8 @@ async fn a_code_from_the_outbox_resets_the_password_once_and_ends_old_credential
         "code",
     );
     assert!(!valid(&mut anon, &code).await);
+    assert_nowhere_but_the_outbox(&env, &code);
+    assert!(!daemon.log().is_empty() && env.log_path().starts_with(env.path()), "the log was looked at");
     let audited: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM audit_log WHERE target_id = ?1
@@ -289,4 +298,101 @@ async fn the_cli_requests_validates_and_uses_a_code_without_a_session() {
     with_code(&["reset"], &code).ok();
     with_code(&["reset"], &code).failed_with("INVALID_ARGUMENT");
     api_as(&daemon.endpoint, "cli_reset", NEW_PASSWORD).await;
+}
+
+/// A mail relay for one test: a plain SMTP listener on 127.0.0.1 that answers RCPT with
+/// `rcpt_reply`, takes every other command, and hands each message it accepts to the test.
+fn relay(rcpt_reply: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut out) = conn else { return };
+            let mut input = BufReader::new(out.try_clone().expect("clone"));
+            let _ = out.write_all(b"220 relay.test ESMTP\r\n");
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if input.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let verb = line.split([' ', ':', '\r']).next().unwrap_or_default().to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" => b"250-relay.test\r\n250 8BITMIME\r\n",
+                    "RCPT" => rcpt_reply.as_bytes(),
+                    "DATA" => {
+                        let _ = out.write_all(b"354 go on\r\n");
+                        let mut data = String::new();
+                        loop {
+                            line.clear();
+                            if input.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&line);
+                        }
+                        let _ = tx.send(data);
+                        b"250 queued\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = out.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                let _ = out.write_all(reply);
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn smtp_toml(port: u16) -> String {
+    format!(
+        "[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"cardhsm@test.example\"\nsecurity = \"none\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_smtp_configured_the_code_goes_to_the_relay_and_works() {
+    let env = TestEnv::new(0).expect("env");
+    let (port, mail) = relay("250 ok\r\n");
+    let daemon = Daemon::start_with(&env, &smtp_toml(port)).await.expect("daemon");
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    create(&mut admin, "smtp_user", "smtp.user@test.example").await;
+    let mut anon = api(&daemon.endpoint, None).await;
+    let sent = anon.auth.request_password_reset(request("smtp_user")).await.expect("request").into_inner();
+    assert!(sent.sent);
+    let data = mail.recv_timeout(std::time::Duration::from_secs(10)).expect("the relay got a message");
+    assert!(data.contains("To: <smtp.user@test.example>\r\n"), "{data}");
+    assert!(data.contains("From: <cardhsm@test.example>\r\n"), "{data}");
+    let line = data.lines().find(|l| l.contains("code:")).unwrap_or_else(|| panic!("no code in {data}"));
+    let code = line.rsplit(' ').next().expect("code").trim().to_owned();
+    assert!(messages(&env).is_empty(), "nothing goes to the outbox when SMTP is configured");
+    anon.auth
+        .reset_password(reset(&code, NEW_PASSWORD, NEW_PASSWORD))
+        .await
+        .expect("reset with the mailed code");
+    login(&daemon.endpoint, "smtp_user", NEW_PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_that_refuses_the_message_keeps_no_code() {
+    let env = TestEnv::new(0).expect("env");
+    let (port, mail) = relay("550 no such mailbox\r\n");
+    let daemon = Daemon::start_with(&env, &smtp_toml(port)).await.expect("daemon");
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    create(&mut admin, "smtp_refused", "refused@test.example").await;
+    let mut anon = api(&daemon.endpoint, None).await;
+    let status =
+        expect_code(anon.auth.request_password_reset(request("smtp_refused")).await, Code::Unavailable);
+    assert!(status.message().contains("550"), "the relay's answer is passed on: {}", status.message());
+    assert!(mail.try_recv().is_err(), "no message was accepted");
+    let conn = rusqlite::Connection::open(env.store_path()).expect("db");
+    let codes: i64 =
+        conn.query_row("SELECT COUNT(*) FROM password_reset_codes", [], |r| r.get(0)).expect("count");
+    assert_eq!(codes, 0, "an undelivered code is not kept");
+    // So the next request is not held back for 15 minutes: it tries (and fails) again.
+    expect_code(anon.auth.request_password_reset(request("smtp_refused")).await, Code::Unavailable);
 }

@@ -12,6 +12,7 @@ pub use super::orgs::OrgsCommand;
 pub use super::privileges::{EcosystemsCommand, PrivilegesCommand};
 pub use super::sessions::{ApiKeysCommand, SessionsCommand};
 pub use super::store::StoreCommand;
+pub use super::system::SystemCommand;
 pub use super::users::{PasswordCommand, UsersCommand};
 use std::path::PathBuf;
 
@@ -121,6 +122,9 @@ pub enum Command {
     /// Ecosystems: password policy and statistics
     #[command(subcommand)]
     Ecosystems(EcosystemsCommand),
+    /// System information, health, and backup and restore of the store and configuration
+    #[command(subcommand)]
+    System(SystemCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,4 +13,5 @@ pub mod privileges;
 pub mod run;
 pub mod sessions;
 pub mod store;
+pub mod system;
 pub mod users;

@@ -3,7 +3,7 @@
 //! tokens on its own), calls the daemon and prints the answer through [`super::output`].
 
 use super::args::{CardsCommand, Cli, Command, GlobalArgs, OutputFormat, ReadersCommand, TokensCommand};
-use super::{admins, batches, issuance, orgs, output, password, privileges, sessions, store, users};
+use super::{admins, batches, issuance, orgs, output, password, privileges, sessions, store, system, users};
 use cardhsm_client::v1::RegisterCardRequest;
 use cardhsm_client::{CardhsmClient, ClientError, ConnectOptions, DEFAULT_ENDPOINT, Session};
 use serde_json::{Value, json};
@@ -258,6 +258,7 @@ async fn execute(client: &CardhsmClient, format: OutputFormat, command: Command)
         Command::Batch(command) => batches::batch(client, format, command).await,
         Command::Privileges(command) => privileges::privileges(client, format, command).await,
         Command::Ecosystems(command) => privileges::ecosystems(client, format, command).await,
+        Command::System(command) => system::system(client, format, command).await,
     }
 }
 

@@ -8,6 +8,7 @@ use super::output;
 use super::password::{self, SecretSource};
 use super::run::{CliError, print};
 use cardhsm_client::v1::auth_service_client::AuthServiceClient;
+use cardhsm_client::v1::user_service_client::UserServiceClient;
 use cardhsm_client::v1::{
     CheckEmailRequest, ListUsersRequest, PageRequest, RequestPasswordResetRequest, ResetPasswordRequest,
     Role, UpdateCredentialsRequest, UpdateCurrentUserRequest, UpdateEmailRequest, UpdateUserRequest,
@@ -172,7 +173,9 @@ pub async fn users(
                 email: email.unwrap_or_default(),
                 repeated_password: String::new(),
             };
-            one(client.user_call(request, |mut c, r| async move { c.create_user(r).await }).await?)
+            one(client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).create_user(r).await })
+                .await?)
         }
         UsersCommand::List { page_size, page_token, organization, role, search } => {
             let request = ListUsersRequest {
@@ -184,7 +187,9 @@ pub async fn users(
                 role: role.map_or(0, |r| Role::from(r).into()),
                 search_line: search.unwrap_or_default(),
             };
-            let page = client.user_call(request, |mut c, r| async move { c.list_users(r).await }).await?;
+            let page = client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).list_users(r).await })
+                .await?;
             print(
                 format,
                 || output::users_json(&page.users, page.page.as_ref()),
@@ -193,16 +198,22 @@ pub async fn users(
         }
         UsersCommand::Update { id, first_name, last_name, phone, email } => {
             let request = UpdateUserRequest { id, first_name, last_name, phone, email };
-            one(client.user_call(request, |mut c, r| async move { c.update_user(r).await }).await?)
+            one(client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).update_user(r).await })
+                .await?)
         }
         UsersCommand::UpdateMe { first_name, last_name, phone } => {
             let request = UpdateCurrentUserRequest { first_name, last_name, phone };
-            one(client.user_call(request, |mut c, r| async move { c.update_current_user(r).await }).await?)
+            one(client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).update_current_user(r).await })
+                .await?)
         }
         UsersCommand::UpdateEmail { email } => {
             let current = password::read(CURRENT)?;
             let request = UpdateEmailRequest { email, current_password: current.expose().to_owned() };
-            one(client.user_call(request, |mut c, r| async move { c.update_email(r).await }).await?)
+            one(client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).update_email(r).await })
+                .await?)
         }
         UsersCommand::UpdateCredentials { new_username, new_password } => {
             let current = password::read(CURRENT)?;
@@ -214,11 +225,15 @@ pub async fn users(
                 repeated_new_password: new.clone(),
                 new_password: new,
             };
-            one(client.user_call(request, |mut c, r| async move { c.update_credentials(r).await }).await?)
+            one(client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).update_credentials(r).await })
+                .await?)
         }
         UsersCommand::CheckEmail { email } => {
             let request = CheckEmailRequest { email: email.clone() };
-            let answer = client.user_call(request, |mut c, r| async move { c.check_email(r).await }).await?;
+            let answer = client
+                .call(request, |ch, r| async move { UserServiceClient::new(ch).check_email(r).await })
+                .await?;
             print(
                 format,
                 || json!({ "email": email, "available": answer.available }),

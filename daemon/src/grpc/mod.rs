@@ -12,6 +12,7 @@ mod handlers;
 mod issuance;
 mod organizations;
 mod sessions;
+mod system;
 pub mod status;
 
 pub use auth_layer::principal;
@@ -75,6 +76,17 @@ pub async fn serve(
     health.set_serving::<pb::admin_service_server::AdminServiceServer<admins::AdminApi>>().await;
     health.set_serving::<pb::ecosystem_service_server::EcosystemServiceServer<ecosystems::EcosystemApi>>().await;
     health.set_serving::<pb::privilege_service_server::PrivilegeServiceServer<ecosystems::PrivilegeApi>>().await;
+    health.set_serving::<pb::system_service_server::SystemServiceServer<system::SystemApi>>().await;
+    // Per-subsystem entries (cardhsm.store, cardhsm.token.<serial>, cardhsm.readers).
+    services.system.spawn_health(health.clone());
+    // An import (restore) stops the server like a signal does; main then restarts the daemon.
+    let restart = services.system.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = restart.restart_requested() => {}
+        }
+    };
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -141,6 +153,10 @@ pub async fn serve(
         .add_service(pb::session_service_server::SessionServiceServer::new(sessions::SessionApi(
             services.clone(),
         )))
+        .add_service(
+            pb::system_service_server::SystemServiceServer::new(system::SystemApi(services.clone()))
+                .max_decoding_message_size(crate::service::backup::MAX_ARCHIVE_BYTES + 64 * 1024),
+        )
         .add_service(pb::user_service_server::UserServiceServer::new(handlers::UserApi(services)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -122,6 +122,11 @@ pub const RULES: &[(&str, Access)] = &[
     // Everyone reads their own privileges; organization admins grant within their reach.
     ("/cardhsm.v1.PrivilegeService/GetUserPrivileges", Access::Authenticated),
     ("/cardhsm.v1.PrivilegeService/SetUserPrivileges", Access::Roles(ORG_ADMINS)),
+    // System: information for officers; backup and restore only for a SUPER_ADMIN (a restore
+    // replaces every user, administrator and key record).
+    ("/cardhsm.v1.SystemService/GetSystemInformation", Access::Roles(OPERATORS)),
+    ("/cardhsm.v1.SystemService/ExportConfiguration", Access::Roles(SUPER_ADMIN)),
+    ("/cardhsm.v1.SystemService/ImportConfiguration", Access::Roles(SUPER_ADMIN)),
     ("/cardhsm.v1.OrganizationService/GetOrganizationForCurrentUser", Access::Authenticated),
     ("/cardhsm.v1.UserService/GetUser", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/GetCurrentUser", Access::Authenticated),

@@ -4,6 +4,7 @@
 
 pub mod admins;
 pub mod auth;
+pub mod backup;
 pub mod authz;
 pub mod batches;
 pub mod cards;
@@ -18,6 +19,7 @@ pub mod password_policy;
 pub mod password_reset;
 pub mod privileges;
 pub mod readers;
+pub mod system;
 pub mod users;
 pub mod validate;
 
@@ -155,6 +157,7 @@ pub struct Services {
     pub users: Arc<users::UserService>,
     pub ecosystems: Arc<ecosystems::EcosystemService>,
     pub privileges: Arc<privileges::PrivilegeService>,
+    pub system: Arc<system::SystemService>,
 }
 
 impl Services {
@@ -188,8 +191,15 @@ impl Services {
             issuance.profiles().iter().map(|p| p.id.clone()).collect(),
         ));
         let password_reset =
-            Arc::new(password_reset::PasswordResetService::new(config, store.clone(), auth.clone()));
+            Arc::new(password_reset::PasswordResetService::new(config, store.clone(), auth.clone())?);
         let batches = Arc::new(batches::BatchService::new(config, store.clone(), issuance.clone())?);
+        let system = Arc::new(system::SystemService::new(
+            config,
+            store.clone(),
+            tokens,
+            readers.clone(),
+            batches.clone(),
+        ));
         let users = Arc::new(users::UserService::new(store, auth.clone()));
         Ok(Services {
             admins,
@@ -203,6 +213,7 @@ impl Services {
             password_reset,
             privileges,
             readers,
+            system,
             users,
         })
     }

@@ -368,7 +368,7 @@ impl OrganizationService {
             .read(move |c| {
                 let mut mine: Vec<orgs::OrganizationRecord> =
                     ids.iter().filter_map(|id| orgs::get(c, id).transpose()).collect::<Result<_, _>>()?;
-                mine.sort_by(|a, b| orgs::name_key(&a.name).cmp(&orgs::name_key(&b.name)));
+                mine.sort_by_key(|o| orgs::name_key(&o.name));
                 mine.into_iter()
                     .next()
                     .map(OrganizationView::from)

@@ -9,11 +9,10 @@
 //! minutes — but nothing is sent), and guessing codes (failed guesses are counted per source
 //! address and overall; past a limit every code attempt is refused with RESOURCE_EXHAUSTED).
 
-use super::auth::{AuthService, ClientInfo, random_token};
+use super::auth::{AuthService, ClientInfo, random_token, sha256};
 use super::notify::{Message, Notifier};
 use super::{ServiceError, password_policy};
 use crate::store::{self, Store, audit, password_resets, users};
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
@@ -67,15 +66,19 @@ pub struct PasswordResetService {
 }
 
 impl PasswordResetService {
-    pub fn new(config: &hsm_config::Config, store: Store, auth: Arc<AuthService>) -> Self {
-        PasswordResetService {
+    pub fn new(
+        config: &hsm_config::Config,
+        store: Store,
+        auth: Arc<AuthService>,
+    ) -> Result<Self, ServiceError> {
+        Ok(PasswordResetService {
             store,
             auth,
-            notifier: Arc::new(Notifier::from_config(config)),
+            notifier: Arc::new(Notifier::from_config(config)?),
             code_ttl: i64::from(config.auth.password_reset_code_ttl_secs),
             guesses: Mutex::new(Guesses::default()),
             pretended: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Issues a code for `username` and sends it. False when a code went out for that login
@@ -112,17 +115,20 @@ impl PasswordResetService {
                 code.as_str()
             )),
         };
-        let (notifier, expires_at) = (self.notifier.clone(), now + self.code_ttl);
-        // The code, its audit record and its delivery succeed or fail together: the outbox
-        // append runs inside the transaction, so a code that could not be sent is not kept
-        // (and does not hold back the next request for 15 minutes).
-        self.store
+        let expires_at = now + self.code_ttl;
+        // The code and its audit record commit first; the message goes out after, outside the
+        // transaction (an SMTP exchange must not hold the store's writer). A code whose message
+        // could not be delivered is deleted again, so it is never usable unsent and does not
+        // hold back the next request for 15 minutes.
+        let stored_hash = hash.clone();
+        let issued = self
+            .store
             .write(move |tx| {
                 if password_resets::last_issued(tx, &user.id)?.is_some_and(|t| t > now - RESEND_AFTER_SECS) {
                     return Ok(false);
                 }
                 password_resets::purge(tx, now)?;
-                password_resets::insert(tx, &hash, &user.id, now, expires_at)?;
+                password_resets::insert(tx, &stored_hash, &user.id, now, expires_at)?;
                 audit::append(
                     tx,
                     audit::AuditEntry {
@@ -133,10 +139,23 @@ impl PasswordResetService {
                         detail: serde_json::json!({ "expires_at": expires_at }).to_string(),
                     },
                 )?;
-                notifier.deliver(&message)?;
                 Ok::<_, ServiceError>(true)
             })
+            .await?;
+        if !issued {
+            return Ok(false);
+        }
+        let notifier = self.notifier.clone();
+        let delivered = tokio::task::spawn_blocking(move || notifier.deliver(&message))
             .await
+            .map_err(|e| ServiceError::Internal(format!("delivery task: {e}")))?;
+        if let Err(e) = delivered {
+            self.store
+                .write(move |tx| password_resets::delete(tx, &hash).map_err(ServiceError::from))
+                .await?;
+            return Err(e);
+        }
+        Ok(true)
     }
 
     /// Whether `code` is valid now. A code that is not counts as a failed guess.
@@ -262,8 +281,4 @@ impl PasswordResetService {
 
 fn invalid_code() -> ServiceError {
     ServiceError::invalid("code", "is not a valid password-reset code (unknown, used or expired)")
-}
-
-fn sha256(data: &[u8]) -> Vec<u8> {
-    Sha256::digest(data).to_vec()
 }

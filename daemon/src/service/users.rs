@@ -5,7 +5,7 @@
 
 use super::auth::AuthService;
 use super::{OrgScope, Principal, Role, ServiceError, paging, password_policy, validate};
-use crate::store::{self, Store, audit, ecosystems, privileges, users};
+use crate::store::{self, Store, audit, users};
 use regex::Regex;
 use std::sync::{Arc, LazyLock};
 use zeroize::Zeroizing;
@@ -177,7 +177,8 @@ impl UserService {
         change.apply_to(users::UserProfile::default())?;
         let user = self.get(&id).await?;
         if actor.scope != OrgScope::All
-            && (user.roles.iter().any(|r| r.is_platform()) || !self.in_scope(actor, &id).await?)
+            && (user.roles.iter().any(|r| r.is_platform())
+                || !self.auth.privilege_index().user_in_scope(actor, &id))
         {
             return Err(ServiceError::NotFound(format!("no user {id:?}")));
         }
@@ -323,27 +324,6 @@ impl UserService {
             })
             .await?;
         Ok(user.into())
-    }
-
-    /// Whether user `id` holds a privilege in an organization `actor` may act in.
-    async fn in_scope(&self, actor: &Principal, id: &str) -> Result<bool, ServiceError> {
-        let (actor, id) = (actor.clone(), id.to_owned());
-        self.store
-            .read(move |c| {
-                for p in privileges::for_user(c, &id)? {
-                    let inside = match &p.organization_id {
-                        Some(org) => actor.in_organization(org),
-                        None => ecosystems::organization_ids(c, &p.ecosystem_id)?
-                            .iter()
-                            .any(|o| actor.in_organization(o)),
-                    };
-                    if inside {
-                        return Ok(true);
-                    }
-                }
-                Ok::<_, ServiceError>(false)
-            })
-            .await
     }
 
     /// Enables or disables a user. Disabling ends the user's sessions and API keys at once (and

@@ -167,6 +167,13 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A LIKE pattern for values containing `s`, escaped with `\` (write `LIKE ? ESCAPE '\'`),
+/// so `%` and `_` in a search are literal.
+pub fn like_contains(s: &str) -> String {
+    let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// Now, in unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

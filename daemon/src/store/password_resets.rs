@@ -72,6 +72,12 @@ pub fn spend(tx: &Transaction<'_>, code_hash: &[u8], now: i64) -> Result<bool, S
 
 /// Forgets codes that expired more than a day before `now` (the 15-minute resend limit only
 /// looks at the last quarter of an hour).
+/// Deletes one code (its message could not be delivered).
+pub fn delete(tx: &Transaction<'_>, code_hash: &[u8]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM password_reset_codes WHERE code_hash = ?1", [code_hash])?;
+    Ok(())
+}
+
 pub fn purge(tx: &Transaction<'_>, now: i64) -> Result<(), StoreError> {
     tx.execute("DELETE FROM password_reset_codes WHERE expires_at < ?1", params![now - 86_400])?;
     Ok(())

@@ -127,8 +127,7 @@ pub fn list(
          AND (?2 = '' OR (?1 = '' AND ',' || roles || ',' LIKE '%,' || ?2 || ',%')
               OR id IN (SELECT p.user_id FROM user_privileges p WHERE p.role = ?2 AND (?1 = '' OR {IN_ORG})))"
     );
-    let search =
-        if filter.search.is_empty() { String::new() } else { format!("%{}%", like_escape(&filter.search)) };
+    let search = if filter.search.is_empty() { String::new() } else { super::like_contains(&filter.search) };
     let args = params![filter.organization_id, filter.role, search];
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM users WHERE {filter_sql}"))?
@@ -144,18 +143,6 @@ pub fn list(
         )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((users, total as u64))
-}
-
-/// `s` with LIKE's wildcards (and the escape character) escaped by `\`.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The user whose email is `email` (case-insensitively), if any.

@@ -25,8 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 
-/// How long a worker waits before retrying after a transient failure (token or store).
+/// How long a worker waits before retrying after a transient failure (token or store): the
+/// first delay, doubled at each failure in a row up to the last.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// How often WatchBatch looks at the batch.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -226,19 +228,21 @@ impl Engine {
     /// The worker of one batch: moves it until the engine has nothing left to do in it.
     async fn work(self: &Arc<Self>, id: &str) {
         let mut stop = self.stop.subscribe();
+        let mut delay = RETRY_DELAY;
         loop {
             if self.stopping() {
                 return;
             }
             match self.step(id).await {
-                Ok(true) => continue,
+                Ok(true) => delay = RETRY_DELAY,
                 Ok(false) => return,
                 Err(e) => {
-                    tracing::warn!(batch = %id, error = %e, "batch worker: will retry");
+                    tracing::warn!(batch = %id, error = %e, retry_in_secs = delay.as_secs(), "batch worker: will retry");
                     tokio::select! {
-                        _ = tokio::time::sleep(RETRY_DELAY) => {}
+                        _ = tokio::time::sleep(delay) => {}
                         _ = stop.changed() => return,
                     }
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
             }
         }

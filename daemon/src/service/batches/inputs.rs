@@ -53,7 +53,7 @@ pub fn parse_csv(
         .ok_or_else(|| csv_error("is empty: a header row naming the profile's parameters is expected"))?;
     let columns = header_columns(&header, profile)?;
     for p in &profile.parameters {
-        let provided = columns.iter().any(|c| *c == p.name)
+        let provided = columns.contains(&p.name)
             || shared.get(&p.name).is_some_and(|v| !v.trim().is_empty())
             || !p.value.is_empty();
         if p.required && !provided {

@@ -356,7 +356,7 @@ impl BatchService {
         let mut devices = Vec::with_capacity(csrs.len());
         for c in csrs {
             let kind = c.csr.key_kind.to_string();
-            if !profile.key_algorithms.iter().any(|a| *a == kind) {
+            if !profile.key_algorithms.contains(&kind) {
                 return Err(ServiceError::invalid(
                     inputs::CSR_FIELD,
                     format!(
@@ -389,13 +389,8 @@ impl BatchService {
         self.issuance.batch_signing(&new.authority_id, &profile.id, new.validity_years).await?;
         let (org, authority) =
             (validate::id("organization_id", &new.organization_id)?, new.authority_id.clone());
-        let available = self
-            .store
-            .read(move |c| {
-                let a = org_store::get_authority(c, &org, &authority)?;
-                Ok::<_, ServiceError>(a.map(|a| a.balance - a.used - a.reserved).unwrap_or(0))
-            })
-            .await?;
+        let size = generator.batch_size;
+        let available = self.store.read(move |c| available(c, &org, &authority, size)).await?;
         let serials = (0..devices.len().min(PREVIEW_SERIALS))
             .map(|i| serial_value(&generator, i as u64).to_string())
             .collect();
@@ -404,7 +399,7 @@ impl BatchService {
             first_subject_dn: resolved.subject_dn,
             serials,
             batch_size: generator.batch_size,
-            available_balance: available.max(0),
+            available_balance: available,
         })
     }
 
@@ -457,7 +452,7 @@ impl BatchService {
             "" => profile.key_algorithms.first().cloned().unwrap_or_default(),
             k => k.to_owned(),
         };
-        if !profile.key_algorithms.iter().any(|a| *a == name) {
+        if !profile.key_algorithms.contains(&name) {
             return Err(ServiceError::invalid(
                 "key_type",
                 format!(
@@ -494,7 +489,7 @@ impl BatchService {
         let (key_type, password, generated_password) = if kind == Kind::Csr {
             (String::new(), None, None)
         } else {
-            let (key_type, _) = self.key_kind(&profile, &new.key_type)?;
+            let (key_type, _) = self.key_kind(profile, &new.key_type)?;
             let given = !new.pkcs12_password.0.is_empty();
             let password = if given { new.pkcs12_password.clone() } else { secret::generate_password() };
             let chars = password.0.chars().count();
@@ -589,41 +584,7 @@ impl BatchService {
         let who = actor.username.clone();
         self.store
             .write(move |tx| {
-                let org = org_store::get(tx, &record.organization_id)?.ok_or_else(|| {
-                    ServiceError::NotFound(format!("no organization with id {}", record.organization_id))
-                })?;
-                if !org.active {
-                    return Err(ServiceError::FailedPrecondition(format!(
-                        "organization {} is inactive",
-                        org.name
-                    )));
-                }
-                let assigned = org_store::get_authority(tx, &record.organization_id, &record.authority_id)?
-                    .ok_or_else(|| {
-                    ServiceError::invalid(
-                        "authority_id",
-                        format!(
-                            "authority {} is not assigned to organization {}",
-                            record.authority_id, org.name
-                        ),
-                    )
-                })?;
-                if !assigned.enabled {
-                    return Err(ServiceError::FailedPrecondition(format!(
-                        "authority {} is disabled for organization {}",
-                        assigned.authority_name, org.name
-                    )));
-                }
-                let available = assigned.balance - assigned.used - assigned.reserved;
-                if available < i64::from(record.batch_size) {
-                    return Err(ServiceError::FailedPrecondition(format!(
-                        "the balance of authority {} for organization {} is short: available {}, asked {}",
-                        assigned.authority_name,
-                        org.name,
-                        available.max(0),
-                        record.batch_size
-                    )));
-                }
+                available(tx, &record.organization_id, &record.authority_id, record.batch_size)?;
                 batch_store::insert(tx, &record, sealed.as_deref())?;
                 for (i, (params, csr)) in rows.iter().enumerate() {
                     batch_store::insert_device(tx, &record.id, i as u32, params, csr.as_deref())?;
@@ -655,7 +616,7 @@ impl BatchService {
                         .to_string(),
                     },
                 )?;
-                Ok(())
+                Ok::<_, ServiceError>(())
             })
             .await?;
         self.engine.kick(&batch.id);
@@ -924,6 +885,42 @@ impl BatchService {
         let b = self.get(actor, id).await?;
         Ok(self.engine.watch(b))
     }
+}
+
+/// What the organization may still issue from the authority, after checking that the
+/// organization is active, the authority assigned to it and enabled, and that `size` fits
+/// (FAILED_PRECONDITION naming what is available and what was asked).
+fn available(
+    conn: &rusqlite::Connection,
+    organization_id: &str,
+    authority_id: &str,
+    size: u32,
+) -> Result<i64, ServiceError> {
+    let org = org_store::get(conn, organization_id)?
+        .ok_or_else(|| ServiceError::NotFound(format!("no organization with id {organization_id}")))?;
+    if !org.active {
+        return Err(ServiceError::FailedPrecondition(format!("organization {} is inactive", org.name)));
+    }
+    let assigned = org_store::get_authority(conn, organization_id, authority_id)?.ok_or_else(|| {
+        ServiceError::invalid(
+            "authority_id",
+            format!("authority {authority_id} is not assigned to organization {}", org.name),
+        )
+    })?;
+    if !assigned.enabled {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "authority {} is disabled for organization {}",
+            assigned.authority_name, org.name
+        )));
+    }
+    let available = (assigned.balance - assigned.used - assigned.reserved).max(0);
+    if available < i64::from(size) {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "the balance of authority {} for organization {} is short: available {available}, asked {size}",
+            assigned.authority_name, org.name
+        )));
+    }
+    Ok(available)
 }
 
 /// Whether `actor` may see batch `b`.

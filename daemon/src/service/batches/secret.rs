@@ -35,12 +35,11 @@ impl PasswordKey {
         let bytes = Zeroizing::new(
             store
                 .blocking_write(|tx| {
-                    meta::get_or_insert_with(tx, META_KEY, || -> Vec<u8> {
+                    meta::get_or_insert_with(tx, META_KEY, || {
                         let mut k = vec![0u8; 32];
                         rand::rng().fill_bytes(&mut k);
                         k
                     })
-                    .map_err(StoreError::into)
                 })
                 .map_err(|e: StoreError| ServiceError::from(e))?,
         );
