@@ -32,7 +32,12 @@ async fn create(admin: &mut Api, username: &str, email: &str) -> pb::User {
 }
 
 async fn get(admin: &mut Api, id: &str) -> pb::User {
-    admin.users.get_user(pb::GetUserRequest { id: id.into() }).await.expect("get user").into_inner()
+    admin
+        .users
+        .get_user(pb::GetUserRequest { id: id.into(), ..Default::default() })
+        .await
+        .expect("get user")
+        .into_inner()
 }
 
 fn update(id: &str) -> pb::UpdateUserRequest {

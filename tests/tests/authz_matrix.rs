@@ -130,7 +130,6 @@ fn table() -> BTreeMap<&'static str, &'static [Who]> {
                 "IssuanceService/SetAuthorityEnabled",
                 "UserService/CreateUser",
                 "UserService/SetUserEnabled",
-                "UserService/GetUser",
                 "UserService/CheckUsername",
                 "UserService/RemoveUser",
                 "OrganizationService/CreateOrganization",
@@ -165,7 +164,12 @@ fn table() -> BTreeMap<&'static str, &'static [Who]> {
             ECO_ADMINS,
         ),
         (
-            &["UserService/ListUsers", "UserService/UpdateUser", "PrivilegeService/SetUserPrivileges"],
+            &[
+                "UserService/ListUsers",
+                "UserService/GetUser",
+                "UserService/UpdateUser",
+                "PrivilegeService/SetUserPrivileges",
+            ],
             ORG_ADMINS,
         ),
         (

@@ -184,6 +184,16 @@ async fn organization_roles_see_and_change_only_their_scope() {
         .await
         .expect("an org admin reads its users' privileges");
 
+    // Users: an organization admin reads its organization's users, no one else.
+    let get_user = |id: &str, org: &str| pb::GetUserRequest { id: id.into(), organization_id: org.into() };
+    let got = a_admin.users.get_user(get_user(&alpha_user, "")).await.expect("own org's user").into_inner();
+    assert_eq!(got.username, "alice@alpha.example");
+    a_admin.users.get_user(get_user(&alpha_user, &alpha)).await.expect("named organization");
+    expect_code(a_admin.users.get_user(get_user(&beta_user, "")).await, Code::NotFound);
+    expect_code(a_admin.users.get_user(get_user(&alpha_user, &beta)).await, Code::NotFound);
+    expect_code(admin.users.get_user(get_user(&alpha_user, &beta)).await, Code::NotFound);
+    admin.users.get_user(get_user(&beta_user, &beta)).await.expect("administrators read anyone");
+
     // Granting: an ORG_ADMIN grants USER in its organization, nothing else.
     let before = privilege_rows(&env);
     expect_code(

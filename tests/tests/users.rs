@@ -31,8 +31,12 @@ async fn get_check_and_remove_users() {
     let carol = create(&mut admin, "carol_user", pb::Role::User).await;
 
     // GetUser and GetCurrentUser.
-    let got =
-        admin.users.get_user(pb::GetUserRequest { id: bob.id.clone() }).await.expect("get").into_inner();
+    let got = admin
+        .users
+        .get_user(pb::GetUserRequest { id: bob.id.clone(), ..Default::default() })
+        .await
+        .expect("get")
+        .into_inner();
     assert_eq!(
         (got.username.as_str(), got.roles.as_slice()),
         ("bob_officer", &[pb::Role::Operator as i32][..])
@@ -41,7 +45,7 @@ async fn get_check_and_remove_users() {
     let me = carol_api.users.get_current_user(pb::GetCurrentUserRequest {}).await.expect("me").into_inner();
     assert_eq!(me.id, carol.id);
     expect_code(
-        carol_api.users.get_user(pb::GetUserRequest { id: bob.id.clone() }).await,
+        carol_api.users.get_user(pb::GetUserRequest { id: bob.id.clone(), ..Default::default() }).await,
         Code::PermissionDenied,
     );
 
@@ -54,8 +58,14 @@ async fn get_check_and_remove_users() {
     let check = |u: &str| pb::CheckUsernameRequest { username: u.into() };
     assert!(!admin.users.check_username(check("BOB_officer")).await.expect("check").into_inner().available);
     assert!(admin.users.check_username(check("dave_new")).await.expect("check").into_inner().available);
-    expect_invalid_field(admin.users.get_user(pb::GetUserRequest { id: String::new() }).await, "id");
-    expect_code(admin.users.get_user(pb::GetUserRequest { id: "no-such-user".into() }).await, Code::NotFound);
+    expect_invalid_field(
+        admin.users.get_user(pb::GetUserRequest { id: String::new(), ..Default::default() }).await,
+        "id",
+    );
+    expect_code(
+        admin.users.get_user(pb::GetUserRequest { id: "no-such-user".into(), ..Default::default() }).await,
+        Code::NotFound,
+    );
     // Removing yourself, a user that does not exist, or as a non-administrator changes nothing.
     let me_admin = admin.users.get_current_user(pb::GetCurrentUserRequest {}).await.expect("me").into_inner();
     let refused = expect_code(
@@ -84,7 +94,10 @@ async fn get_check_and_remove_users() {
         anon.auth.refresh(pb::RefreshRequest { refresh_token: bob_login.refresh_token.clone() }).await,
         Code::Unauthenticated,
     );
-    expect_code(admin.users.get_user(pb::GetUserRequest { id: bob.id.clone() }).await, Code::NotFound);
+    expect_code(
+        admin.users.get_user(pb::GetUserRequest { id: bob.id.clone(), ..Default::default() }).await,
+        Code::NotFound,
+    );
     expect_code(
         anon.auth
             .login(pb::LoginRequest {

@@ -395,7 +395,9 @@ impl pb::user_service_server::UserService for UserApi {
     }
 
     async fn get_user(&self, req: Request<pb::GetUserRequest>) -> GrpcResult<pb::User> {
-        let user = self.0.users.get(&req.into_inner().id).await.map_err(to_status)?;
+        let actor = principal(&req)?;
+        let r = req.into_inner();
+        let user = self.0.users.get_scoped(&actor, &r.id, &r.organization_id).await.map_err(to_status)?;
         Ok(Response::new(user_to_pb(user)))
     }
 

@@ -128,7 +128,8 @@ pub const RULES: &[(&str, Access)] = &[
     ("/cardhsm.v1.SystemService/ExportConfiguration", Access::Roles(SUPER_ADMIN)),
     ("/cardhsm.v1.SystemService/ImportConfiguration", Access::Roles(SUPER_ADMIN)),
     ("/cardhsm.v1.OrganizationService/GetOrganizationForCurrentUser", Access::Authenticated),
-    ("/cardhsm.v1.UserService/GetUser", Access::Roles(ADMIN)),
+    // Organization admins read the users of their organizations (the service scopes).
+    ("/cardhsm.v1.UserService/GetUser", Access::Roles(ORG_ADMINS)),
     ("/cardhsm.v1.UserService/GetCurrentUser", Access::Authenticated),
     ("/cardhsm.v1.UserService/CheckUsername", Access::Roles(ADMIN)),
     ("/cardhsm.v1.UserService/RemoveUser", Access::Roles(ADMIN)),

@@ -103,12 +103,21 @@ impl StagedRestore {
             return e;
         }
         use std::os::unix::process::CommandExt;
-        let exe = match std::env::current_exe() {
-            Ok(p) => p,
-            Err(e) => return e,
+        // /proc/self/exe is this very binary even when its file was replaced or removed since
+        // start (an upgrade in place): the restart runs the code that checked the archive.
+        let exe = Path::new("/proc/self/exe");
+        let exe = if exe.exists() {
+            exe.to_path_buf()
+        } else {
+            match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => return e,
+            }
         };
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
         tracing::info!(exe = %exe.display(), "restarting on the restored store and configuration");
-        std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec()
+        std::process::Command::new(exe).arg0(arg0).args(args).exec()
     }
 
     fn apply(&self) -> std::io::Result<()> {

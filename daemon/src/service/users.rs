@@ -378,6 +378,31 @@ impl UserService {
     }
 
     /// One user by id.
+    /// One user as `actor` may see it: platform roles any user; organization admins the users
+    /// of their organizations; with `organization_id`, only a user privileged in it.
+    pub async fn get_scoped(
+        &self,
+        actor: &Principal,
+        id: &str,
+        organization_id: &str,
+    ) -> Result<UserView, ServiceError> {
+        let no_user = || ServiceError::NotFound(format!("no user {:?}", id.trim()));
+        let index = self.auth.privilege_index();
+        if !id.trim().is_empty() && !index.user_in_scope(actor, id.trim()) {
+            return Err(no_user());
+        }
+        if !organization_id.is_empty() {
+            if !actor.in_organization(organization_id) {
+                return Err(ServiceError::NotFound(format!("no organization {organization_id:?}")));
+            }
+            let held = index.of_user(id.trim()).iter().any(|p| p.organization_id.as_deref() == Some(organization_id));
+            if !held {
+                return Err(no_user());
+            }
+        }
+        self.get(id).await
+    }
+
     pub async fn get(&self, id: &str) -> Result<UserView, ServiceError> {
         if id.trim().is_empty() {
             return Err(ServiceError::invalid("id", "is required"));
