@@ -424,6 +424,10 @@ pub struct ProfileConfig {
     /// Default false.
     #[serde(default)]
     pub dns_san_from_common_name: bool,
+    /// PBKDF2 and MAC iterations of the PKCS#12 files made with this profile (server-generated
+    /// keys, batches). Default 2048 (what OpenSSL 3 writes), 1000..=1000000.
+    #[serde(default = "defaults::profile_pkcs12_iterations")]
+    pub pkcs12_iterations: u32,
     /// At least one, at most 32; names unique.
     pub parameters: Vec<ProfileParameterConfig>,
 }
@@ -569,6 +573,10 @@ pub mod defaults {
     pub fn session_wait_ms() -> u32 {
         5_000
     }
+    pub fn profile_pkcs12_iterations() -> u32 {
+        2048
+    }
+
     pub fn smtp_port() -> u16 {
         587
     }

@@ -113,7 +113,10 @@ impl Config {
                 && smtp.from.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
                 && !smtp.from.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>'));
             if !from_ok {
-                return Err(ConfigError::invalid("notify.smtp.from", "must be an address such as cardhsm@example.com"));
+                return Err(ConfigError::invalid(
+                    "notify.smtp.from",
+                    "must be an address such as cardhsm@example.com",
+                ));
             }
             check_range("notify.smtp.timeout_secs", smtp.timeout_secs, 1, 120)?;
             match (&smtp.username, &smtp.password) {
@@ -357,6 +360,7 @@ fn check_profile(key: &str, p: &ProfileConfig) -> Result<(), ConfigError> {
     if p.name.trim().is_empty() || p.name.chars().count() > 128 || p.name.chars().any(char::is_control) {
         return Err(ConfigError::invalid(format!("{key}.name"), "must be 1 to 128 characters"));
     }
+    check_range(&format!("{key}.pkcs12_iterations"), p.pkcs12_iterations, 1000, 1_000_000)?;
     if p.key_algorithms.is_empty() {
         return Err(ConfigError::invalid(
             format!("{key}.key_algorithms"),
@@ -440,6 +444,10 @@ fn check_profile(key: &str, p: &ProfileConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The roles an API-key realm may grant. The organization roles give the key the holder's
+/// privileges of that role (its organizations and profiles).
+pub const REALM_ROLES: [&str; 5] = ["ADMIN", "OPERATOR", "ECO_ADMIN", "ORG_ADMIN", "USER"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +498,7 @@ mod tests {
             validity_years: 1,
             max_validity_years: 3,
             dns_san_from_common_name: false,
+            pkcs12_iterations: 2048,
             parameters: vec![crate::ProfileParameterConfig {
                 name: "commonName".into(),
                 input_type: "text".into(),
@@ -516,6 +525,8 @@ mod tests {
             (Box::new(|p| p.extended_key_usages.push("nope".into())), "p.extended_key_usages[2]"),
             (Box::new(|p| p.validity_years = 4), "p.validity_years"),
             (Box::new(|p| p.max_validity_years = 31), "p.max_validity_years"),
+            (Box::new(|p| p.pkcs12_iterations = 999), "p.pkcs12_iterations"),
+            (Box::new(|p| p.pkcs12_iterations = 1_000_001), "p.pkcs12_iterations"),
             (
                 Box::new(|p| p.parameters[0].validation_pattern = "(".into()),
                 "p.parameters[0].validation_pattern",
@@ -548,7 +559,3 @@ mod tests {
         assert_eq!(c.store.path, Path::new("cardhsm.sqlite3"));
     }
 }
-
-/// The roles an API-key realm may grant. The organization roles give the key the holder's
-/// privileges of that role (its organizations and profiles).
-pub const REALM_ROLES: [&str; 5] = ["ADMIN", "OPERATOR", "ECO_ADMIN", "ORG_ADMIN", "USER"];

@@ -124,6 +124,7 @@ fn example_file_documents_every_key() {
         "validity_years",
         "max_validity_years",
         "dns_san_from_common_name",
+        "pkcs12_iterations",
         "input_type",
         "required",
         "placeholder",

@@ -226,13 +226,18 @@ mod redacted_debug {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("CreateBatchResponse")
                 .field("batch", &self.batch)
-                .field("pkcs12_password", &if self.pkcs12_password.is_empty() { "[none]" } else { "[redacted]" })
+                .field(
+                    "pkcs12_password",
+                    &if self.pkcs12_password.is_empty() { "[none]" } else { "[redacted]" },
+                )
                 .finish()
         }
     }
     impl fmt::Debug for DownloadChunk {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("DownloadChunk").field("data", &format_args!("[{} bytes]", self.data.len())).finish()
+            f.debug_struct("DownloadChunk")
+                .field("data", &format_args!("[{} bytes]", self.data.len()))
+                .finish()
         }
     }
 
@@ -253,7 +258,9 @@ mod redacted_debug {
     }
     impl fmt::Debug for ConfigurationChunk {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("ConfigurationChunk").field("data", &format_args!("[{} bytes]", self.data.len())).finish()
+            f.debug_struct("ConfigurationChunk")
+                .field("data", &format_args!("[{} bytes]", self.data.len()))
+                .finish()
         }
     }
 }

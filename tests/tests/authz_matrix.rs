@@ -116,6 +116,7 @@ fn table() -> BTreeMap<&'static str, &'static [Who]> {
                 "CertificateStoreService/CompleteCsr",
                 "CertificateStoreService/DeleteCertificateBySubject",
                 "OrganizationService/CheckOrganization",
+                "SystemService/GetSystemInformation",
             ],
             OFFICERS,
         ),
@@ -152,6 +153,9 @@ fn table() -> BTreeMap<&'static str, &'static [Who]> {
                 "AdminService/EnableAdmins",
                 "AdminService/DisableAdmins",
                 "AdminService/DeleteAdmins",
+                // A restore replaces every user and key record.
+                "SystemService/ExportConfiguration",
+                "SystemService/ImportConfiguration",
             ],
             SUPER,
         ),

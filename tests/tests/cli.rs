@@ -115,7 +115,7 @@ async fn login_whoami_tokens_and_logout() {
     assert_eq!(username_line.split_whitespace().collect::<Vec<_>>(), ["username:", "admin"], "{r:#?}");
     let me = cli.run(&["--output", "json", "whoami"]).ok().json();
     assert_eq!(me["username"], "admin");
-    assert_eq!(me["roles"], serde_json::json!(["admin"]));
+    assert_eq!(me["roles"], serde_json::json!(["super-admin", "admin"]));
 
     // tokens list as JSON: the daemon token and both card tokens with their serials.
     let tokens = cli.run(&["--output", "json", "tokens", "list"]).ok().json();

@@ -89,7 +89,10 @@ async fn python_grpcio_client_uses_the_api_through_reflection_without_proto_file
             "ChangePassword",
             "RealmAuth",
             "ListApiKeys",
-            "RevokeApiKey"
+            "RevokeApiKey",
+            "RequestPasswordReset",
+            "ResetPassword",
+            "ValidateCode"
         ]),
         "{report:#}"
     );
@@ -103,7 +106,11 @@ async fn python_grpcio_client_uses_the_api_through_reflection_without_proto_file
 
     // Calls through dynamically built messages.
     assert_eq!(report["whoami"]["username"], "admin", "{report:#}");
-    assert_eq!(report["whoami"]["roles"], serde_json::json!(["ROLE_SUPER_ADMIN", "ROLE_ADMIN"]), "{report:#}");
+    assert_eq!(
+        report["whoami"]["roles"],
+        serde_json::json!(["ROLE_SUPER_ADMIN", "ROLE_ADMIN"]),
+        "{report:#}"
+    );
     let tokens = &report["list_tokens"]["tokens"];
     let labels = names(tokens, "label");
     assert!(labels.contains(&env.daemon_token_label.as_str()), "labels {labels:?}");

@@ -12,8 +12,8 @@ mod handlers;
 mod issuance;
 mod organizations;
 mod sessions;
-mod system;
 pub mod status;
+mod system;
 
 pub use auth_layer::principal;
 
@@ -74,8 +74,12 @@ pub async fn serve(
 
     health.set_serving::<pb::batch_service_server::BatchServiceServer<batches::BatchApi>>().await;
     health.set_serving::<pb::admin_service_server::AdminServiceServer<admins::AdminApi>>().await;
-    health.set_serving::<pb::ecosystem_service_server::EcosystemServiceServer<ecosystems::EcosystemApi>>().await;
-    health.set_serving::<pb::privilege_service_server::PrivilegeServiceServer<ecosystems::PrivilegeApi>>().await;
+    health
+        .set_serving::<pb::ecosystem_service_server::EcosystemServiceServer<ecosystems::EcosystemApi>>()
+        .await;
+    health
+        .set_serving::<pb::privilege_service_server::PrivilegeServiceServer<ecosystems::PrivilegeApi>>()
+        .await;
     health.set_serving::<pb::system_service_server::SystemServiceServer<system::SystemApi>>().await;
     // Per-subsystem entries (cardhsm.store, cardhsm.token.<serial>, cardhsm.readers).
     services.system.spawn_health(health.clone());

@@ -188,8 +188,12 @@ impl pb::organization_service_server::OrganizationService for OrganizationApi {
         &self,
         req: Request<pb::ListOrganizationAuthoritiesRequest>,
     ) -> GrpcResult<pb::ListOrganizationAuthoritiesResponse> {
-        let found =
-            self.0.organizations.authorities(&principal(&req)?, &req.get_ref().organization_id).await.map_err(to_status)?;
+        let found = self
+            .0
+            .organizations
+            .authorities(&principal(&req)?, &req.get_ref().organization_id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::ListOrganizationAuthoritiesResponse {
             authorities: found.into_iter().map(authority_to_pb).collect(),
         }))

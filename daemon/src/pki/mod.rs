@@ -50,7 +50,9 @@ pub use pem::{
     PEM_CERTIFICATE, PEM_CERTIFICATE_REQUEST, PEM_NEW_CERTIFICATE_REQUEST, PEM_X509_CRL, der_from_pem_or_der,
     looks_like_pem, pem_decode, pem_decode_all, pem_encode, sha1_fingerprint, sha256_fingerprint, to_hex,
 };
-pub use pkcs12::{Pkcs12Contents, build_pkcs12, parse_pkcs12};
+pub use pkcs12::{
+    MIN_PKCS12_ITERATIONS, PKCS12_ITERATIONS, Pkcs12Contents, build_pkcs12, build_pkcs12_with, parse_pkcs12,
+};
 pub use private_key::{
     PEM_EC_PRIVATE_KEY, PEM_ENCRYPTED_PRIVATE_KEY, PEM_PRIVATE_KEY, PEM_RSA_PRIVATE_KEY, Pkcs11KeyParts,
     PrivateKeyMaterial, parse_private_key,

@@ -48,6 +48,8 @@ const SHA512_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.10
 
 /// PBKDF2 and MAC iterations we write (OpenSSL's PKCS12_DEFAULT_ITER).
 pub const PKCS12_ITERATIONS: u32 = 2048;
+/// The fewest iterations we write (profiles may ask for more, never less).
+pub const MIN_PKCS12_ITERATIONS: u32 = 1000;
 /// Upper bound on MAC iterations we run for an uploaded file.
 const MAX_MAC_ITERATIONS: u32 = 1_000_000;
 
@@ -262,9 +264,13 @@ fn random<const N: usize>() -> [u8; N] {
 /// fresh salt and IV: the parameters to write and the ciphertext. The pkcs5 crate derives the
 /// key with RustCrypto's PBKDF2 over sha2, which uses the CPU's SHA extensions; measured
 /// against ring's PBKDF2 in a release build it was the faster of the two (`pkcs12_cost`).
-fn pbes2_encrypt(password: &str, plaintext: &[u8]) -> Result<(pkcs5::pbes2::Parameters, Vec<u8>), PkiError> {
+fn pbes2_encrypt(
+    password: &str,
+    plaintext: &[u8],
+    iterations: u32,
+) -> Result<(pkcs5::pbes2::Parameters, Vec<u8>), PkiError> {
     let params = pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(
-        PKCS12_ITERATIONS,
+        iterations,
         &random::<16>(),
         random::<16>(),
     )
@@ -316,6 +322,22 @@ pub fn build_pkcs12(
     friendly_name: &str,
     password: &str,
 ) -> Result<Vec<u8>, PkiError> {
+    build_pkcs12_with(cert_der, chain, key, friendly_name, password, PKCS12_ITERATIONS)
+}
+
+/// [`build_pkcs12`] with `iterations` for PBKDF2 and the MAC (a profile's
+/// `pkcs12_iterations`; at least [`MIN_PKCS12_ITERATIONS`]).
+pub fn build_pkcs12_with(
+    cert_der: &[u8],
+    chain: &[Vec<u8>],
+    key: &PrivateKeyMaterial,
+    friendly_name: &str,
+    password: &str,
+    iterations: u32,
+) -> Result<Vec<u8>, PkiError> {
+    if iterations < MIN_PKCS12_ITERATIONS {
+        return Err(PkiError::invalid("iterations", format!("at least {MIN_PKCS12_ITERATIONS}")));
+    }
     if password.is_empty() {
         return Err(PkiError::invalid("password", "a PKCS#12 password must not be empty"));
     }
@@ -333,7 +355,7 @@ pub fn build_pkcs12(
         cert_bags.push(cert_bag(c, None)?);
     }
     let cert_safe = cert_bags.to_der().map_err(enc)?;
-    let (params, encrypted) = pbes2_encrypt(password, &cert_safe)?;
+    let (params, encrypted) = pbes2_encrypt(password, &cert_safe, iterations)?;
     let scheme = pkcs5::EncryptionScheme::Pbes2(params);
     let algorithm = AlgorithmIdentifierOwned::from_der(&scheme.to_der().map_err(enc)?).map_err(enc)?;
     let encrypted_data = EncryptedData {
@@ -351,7 +373,7 @@ pub fn build_pkcs12(
 
     // The key, shrouded, in a data safe.
     let pkcs8 = key.to_pkcs8_der()?;
-    let (params, encrypted_key) = pbes2_encrypt(password, &pkcs8)?;
+    let (params, encrypted_key) = pbes2_encrypt(password, &pkcs8, iterations)?;
     let shrouded = EncryptedPrivateKeyInfoRef {
         encryption_algorithm: pkcs5::EncryptionScheme::Pbes2(params),
         encrypted_data: OctetStringRef::new(&encrypted_key).map_err(enc)?,
@@ -366,7 +388,7 @@ pub fn build_pkcs12(
 
     // Password integrity.
     let salt = random::<16>();
-    let mac_key = pkcs12_kdf(MacHash::Sha256, password, &salt, 3, PKCS12_ITERATIONS, 32);
+    let mac_key = pkcs12_kdf(MacHash::Sha256, password, &salt, 3, iterations, 32);
     let mac = MacHash::Sha256.hmac(&mac_key, &auth_safe)?;
     let pfx = Pfx {
         version: 3,
@@ -377,7 +399,7 @@ pub fn build_pkcs12(
                 digest: OctetString::new(mac).map_err(enc)?,
             },
             mac_salt: OctetString::new(salt.to_vec()).map_err(enc)?,
-            iterations: PKCS12_ITERATIONS,
+            iterations,
         }),
     };
     pfx.to_der().map_err(enc)
@@ -670,7 +692,7 @@ mod tests {
         );
         let data = [7u8; 200];
         // And the ciphertext is what pkcs5 makes from the same parameters.
-        let (params, ct) = pbes2_encrypt("batch-password", &data).expect("encrypt");
+        let (params, ct) = pbes2_encrypt("batch-password", &data, PKCS12_ITERATIONS).expect("encrypt");
         assert_eq!(params.decrypt(b"batch-password", &ct).expect("decrypt"), data);
     }
 
@@ -717,5 +739,18 @@ mod tests {
             build_pkcs12(&cert, &[], &key, "emoji 🔑", "pw"),
             Err(PkiError::InvalidField { field: "friendly_name", .. })
         ));
+    }
+
+    #[test]
+    fn a_profile_iteration_count_is_written_into_the_mac_and_both_pbes2_blocks() {
+        let cert = cert_for(&SoftP256::new(0x22), "device");
+        let key = parse_private_key(&sec1_p256(0x22), None).expect("key");
+        let pfx = build_pkcs12_with(&cert, &[], &key, "n", "pw", 10_000).expect("pfx");
+        let parsed = parse_pkcs12(&pfx, "pw").expect("read back");
+        assert_eq!(parsed.certificate, cert);
+        // 10000 is 0x2710: it appears as an INTEGER in the MAC data and in each PBKDF2 block.
+        let count = pfx.windows(4).filter(|w| *w == [0x02, 0x02, 0x27, 0x10]).count();
+        assert_eq!(count, 3, "MAC and the two PBKDF2 parameter blocks");
+        assert!(build_pkcs12_with(&cert, &[], &key, "n", "pw", 999).is_err(), "below the floor");
     }
 }

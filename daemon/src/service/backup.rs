@@ -288,13 +288,13 @@ mod tests {
 
     #[test]
     fn short_password_is_refused() {
-        assert_eq!(field_of(seal(&contents(), "eleven char", ITERATIONS).unwrap_err()), "password");
+        assert_eq!(field_of(seal(&contents(), "eleven char", ITERATIONS).expect_err("refused")), "password");
     }
 
     #[test]
     fn wrong_password_names_the_password() {
         let sealed = seal(&contents(), PASSWORD, ITERATIONS).expect("seal");
-        assert_eq!(field_of(open(&sealed, "another password!").unwrap_err()), "password");
+        assert_eq!(field_of(open(&sealed, "another password!").expect_err("refused")), "password");
     }
 
     #[test]
@@ -304,10 +304,14 @@ mod tests {
         for at in [HEADER_LEN + 3, sealed.len() - 1, MAGIC.len() + 1, MAGIC.len() + 3] {
             let mut bad = sealed.clone();
             bad[at] ^= 0x01;
-            assert_eq!(field_of(open(&bad, PASSWORD).unwrap_err()), "archive", "flipped byte {at}");
+            assert_eq!(field_of(open(&bad, PASSWORD).expect_err("refused")), "archive", "flipped byte {at}");
         }
         for len in [0, 5, HEADER_LEN, sealed.len() - 1] {
-            assert_eq!(field_of(open(&sealed[..len], PASSWORD).unwrap_err()), "archive", "cut at {len}");
+            assert_eq!(
+                field_of(open(&sealed[..len], PASSWORD).expect_err("refused")),
+                "archive",
+                "cut at {len}"
+            );
         }
     }
 
@@ -315,7 +319,7 @@ mod tests {
     fn unknown_format_version_is_refused() {
         let mut sealed = seal(&contents(), PASSWORD, ITERATIONS).expect("seal");
         sealed[MAGIC.len()..MAGIC.len() + 2].copy_from_slice(&2u16.to_be_bytes());
-        match open(&sealed, PASSWORD).unwrap_err() {
+        match open(&sealed, PASSWORD).expect_err("refused") {
             ServiceError::InvalidArgument { field, message } => {
                 assert_eq!(field, "archive");
                 assert!(message.contains("format version 2"), "{message}");
@@ -326,6 +330,6 @@ mod tests {
         let mut c = contents();
         c.manifest.format_version = 9;
         let sealed = seal(&c, PASSWORD, ITERATIONS).expect("seal");
-        assert_eq!(field_of(open(&sealed, PASSWORD).unwrap_err()), "archive");
+        assert_eq!(field_of(open(&sealed, PASSWORD).expect_err("refused")), "archive");
     }
 }

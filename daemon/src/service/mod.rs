@@ -4,8 +4,8 @@
 
 pub mod admins;
 pub mod auth;
-pub mod backup;
 pub mod authz;
+pub mod backup;
 pub mod batches;
 pub mod cards;
 pub mod certstore;

@@ -6,9 +6,9 @@
 
 use super::privileges::PrivilegeIndex;
 use super::{OrgScope, Principal, ServiceError, validate};
-use std::sync::Arc;
 use crate::store::{self, Store, StoreError, audit, authorities, organizations as orgs};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Default and largest page of `ListOrganizations`.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -315,7 +315,12 @@ impl OrganizationService {
 
     /// Page `page` (0-based) of `size` organizations (0 = default, at most 50) by name, of
     /// those in the caller's scope.
-    pub async fn list(&self, actor: &Principal, page: u32, size: u32) -> Result<OrganizationPage, ServiceError> {
+    pub async fn list(
+        &self,
+        actor: &Principal,
+        page: u32,
+        size: u32,
+    ) -> Result<OrganizationPage, ServiceError> {
         if size > MAX_PAGE_SIZE {
             return Err(ServiceError::invalid("size", format!("must be at most {MAX_PAGE_SIZE}")));
         }

@@ -545,24 +545,47 @@ mod tests {
         let running = "[server]\ngrpc_listen = \"127.0.0.1:2222\"\n[store]\npath = \"/here/db\"\n";
         let here = Path::new("/here/db");
         let normal: toml::Table =
-            toml::from_str(&merge_config(archive, running, ImportMode::Normal, here).unwrap()).unwrap();
+            toml::from_str(&merge_config(archive, running, ImportMode::Normal, here).expect("merged"))
+                .expect("toml");
         assert_eq!(normal["server"]["grpc_listen"].as_str(), Some("127.0.0.1:2222"));
         assert_eq!(normal["auth"]["access_token_ttl_secs"].as_integer(), Some(120));
         assert_eq!(normal["store"]["path"].as_str(), Some("/here/db"));
         let full: toml::Table =
-            toml::from_str(&merge_config(archive, running, ImportMode::Full, here).unwrap()).unwrap();
+            toml::from_str(&merge_config(archive, running, ImportMode::Full, here).expect("merged"))
+                .expect("toml");
         assert_eq!(full["server"]["grpc_listen"].as_str(), Some("127.0.0.1:1111"));
         assert_eq!(full["store"]["path"].as_str(), Some("/here/db"));
     }
 
     #[test]
     fn an_archive_configuration_that_does_not_validate_is_refused() {
-        let err =
-            merge_config("[auth]\nno_such_key = 1\n", "", ImportMode::Full, Path::new("/db")).unwrap_err();
+        let err = merge_config("[auth]\nno_such_key = 1\n", "", ImportMode::Full, Path::new("/db"))
+            .expect_err("refused");
         assert!(
             matches!(err, ServiceError::InvalidArgument { ref field, .. } if field == "archive"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_store_newer_than_this_daemon_or_not_sqlite_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let source = dir.path().join("newer.sqlite3");
+        let conn = rusqlite::Connection::open(&source).expect("db");
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").expect("table");
+        conn.pragma_update(None, "user_version", store::SCHEMA_VERSION + 1).expect("version");
+        drop(conn);
+        let db = std::fs::read(&source).expect("read");
+        let staged = dir.path().join("staged.sqlite3");
+        for (bytes, what) in [(db, "newer than this daemon"), (b"not a database".to_vec(), "SQLite")] {
+            match write_staged(&staged, &bytes, "admin", String::new()).expect_err("refused") {
+                ServiceError::InvalidArgument { field, message } => {
+                    assert_eq!(field, "archive");
+                    assert!(message.contains(what), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

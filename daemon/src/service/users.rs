@@ -395,7 +395,10 @@ impl UserService {
             if !actor.in_organization(organization_id) {
                 return Err(ServiceError::NotFound(format!("no organization {organization_id:?}")));
             }
-            let held = index.of_user(id.trim()).iter().any(|p| p.organization_id.as_deref() == Some(organization_id));
+            let held = index
+                .of_user(id.trim())
+                .iter()
+                .any(|p| p.organization_id.as_deref() == Some(organization_id));
             if !held {
                 return Err(no_user());
             }

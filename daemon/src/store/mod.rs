@@ -5,8 +5,8 @@
 pub mod admins;
 pub mod api_keys;
 pub mod audit;
-pub mod batches;
 pub mod authorities;
+pub mod batches;
 pub mod cards;
 pub mod certificates;
 pub mod ecosystems;

@@ -408,13 +408,21 @@ impl Engine {
         // PKCS#12 files, off the executor.
         let chain = ctx.signing.chain().to_vec();
         let password = ctx.password.clone();
+        let iterations = ctx.signing.profile().pkcs12_iterations;
         let done = tokio::task::spawn_blocking(move || {
             signed
                 .into_iter()
                 .map(|w| match w {
                     Work::Signed { position, common_name, record, key: Some(key) } => {
                         let pw = password.as_ref().map(|p| p.0.as_str()).unwrap_or_default();
-                        match pki::build_pkcs12(&record.certificate_der, &chain, &key, &common_name, pw) {
+                        match pki::build_pkcs12_with(
+                            &record.certificate_der,
+                            &chain,
+                            &key,
+                            &common_name,
+                            pw,
+                            iterations,
+                        ) {
                             Ok(p12) => Work::Done { position, record, pkcs12: Some(p12) },
                             Err(e) => Work::Failed { position, error: format!("PKCS#12: {e}") },
                         }

@@ -663,8 +663,15 @@ impl IssuanceService {
             let pkcs12 = match &generated {
                 None => None,
                 Some((key, password)) => Some(
-                    pki::build_pkcs12(&der, &chain, key, &resolved.common_name, &password.0)
-                        .map_err(pki_internal)?,
+                    pki::build_pkcs12_with(
+                        &der,
+                        &chain,
+                        key,
+                        &resolved.common_name,
+                        &password.0,
+                        profile.pkcs12_iterations,
+                    )
+                    .map_err(pki_internal)?,
                 ),
             };
             let record = new_record(&authority.id, &profile.id, &template, &resolved, der);
@@ -824,13 +831,17 @@ impl IssuanceService {
             y => {
                 return Err(ServiceError::invalid(
                     "validity_years",
-                    format!("{y} is more than profile {} allows ({})", profile.id, profile.max_validity_years),
+                    format!(
+                        "{y} is more than profile {} allows ({})",
+                        profile.id, profile.max_validity_years
+                    ),
                 ));
             }
         };
-        let issuing = self.authorities.by_id(&self.store, &self.tokens, authority_id).await?.ok_or_else(|| {
-            ServiceError::invalid("authority_id", format!("no authority with id {authority_id}"))
-        })?;
+        let issuing =
+            self.authorities.by_id(&self.store, &self.tokens, authority_id).await?.ok_or_else(|| {
+                ServiceError::invalid("authority_id", format!("no authority with id {authority_id}"))
+            })?;
         if let Some(bound) = &profile.authority_name
             && !bound.eq_ignore_ascii_case(&issuing.record.name)
         {

@@ -120,6 +120,8 @@ pub struct Profile {
     /// Server certificates: the common name is also the subjectAltName DNS entry (TLS
     /// clients match host names against the SAN only).
     pub cn_as_dns_san: bool,
+    /// PBKDF2 and MAC iterations of the PKCS#12 files made with this profile.
+    pub pkcs12_iterations: u32,
 }
 
 /// What a profile and a request's parameters make.
@@ -268,6 +270,7 @@ fn builtin(id: &str, name: &str, algorithms: &[&str], server: bool, rsa: bool) -
         max_validity_years: 3,
         parameters,
         cn_as_dns_san: server,
+        pkcs12_iterations: crate::pki::PKCS12_ITERATIONS,
     })
 }
 
@@ -320,6 +323,7 @@ fn card_profile(
             )?,
         ],
         cn_as_dns_san: false,
+        pkcs12_iterations: crate::pki::PKCS12_ITERATIONS,
     })
 }
 
@@ -398,6 +402,7 @@ fn from_config(c: &hsm_config::ProfileConfig) -> Result<Profile, String> {
         max_validity_years: c.max_validity_years,
         parameters,
         cn_as_dns_san: c.dns_san_from_common_name,
+        pkcs12_iterations: c.pkcs12_iterations,
     };
     check_profile(&profile).map_err(|e| format!("profile {}: {e}", c.id))?;
     Ok(profile)
