@@ -17,7 +17,9 @@ use tonic::Code;
 const ATR: &str = "3b8880016361726468736d214a";
 const GUID: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
 /// Long enough for any of these events on a loaded machine; the events come within a second.
-const WAIT: Duration = Duration::from_secs(15);
+// Generous: with the whole suite running on 2 cores, OpenSC's first sight of a freshly
+// inserted virtual card through pcscd has taken longer than 15 s. Only failures wait this long.
+const WAIT: Duration = Duration::from_secs(45);
 
 /// The next event of `kind` for the test reader (events for other readers and kinds are
 /// skipped: vpcd has a second slot, and the order of a reader's own events is checked by the
