@@ -768,3 +768,52 @@ async fn an_authority_disabled_mid_batch_fails_the_rest_and_gives_their_balance_
     let b = balance(&mut api, &s).await;
     assert_eq!((b.used, b.available), (i64::from(done.issued), 200 - i64::from(done.issued)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn organization_parameters_fill_the_subject_unless_the_request_gives_them() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let s = setup(&mut api, env.path(), "Org Params CA", "Org Params", 10).await;
+    api.organizations
+        .update_organization(pb::UpdateOrganizationRequest {
+            id: s.organization.id.clone(),
+            name: "Org Params".into(),
+            parameters: [("ORGANIZATION", "Org Params s.r.o."), ("COUNTRY", "SK")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            status: 0,
+        })
+        .await
+        .expect("set the organization's parameters");
+
+    let req = generator_req(&s, "from the organization", 2, "dev", PASSWORD);
+    let preview = api.batches.preview_batch(req.clone()).await.expect("preview").into_inner();
+    assert_eq!(
+        preview.first_device_params.get("organization").map(String::as_str),
+        Some("Org Params s.r.o.")
+    );
+    assert_eq!(preview.first_device_params.get("country").map(String::as_str), Some("SK"));
+    assert!(preview.first_subject_dn.contains("O=Org Params s.r.o."), "{}", preview.first_subject_dn);
+    assert!(preview.first_subject_dn.contains("C=SK"), "{}", preview.first_subject_dn);
+
+    // A value the request gives wins over the organization's.
+    let mut given = req.clone();
+    given.profile_params.insert("organization".into(), "Given Org".into());
+    let preview = api.batches.preview_batch(given).await.expect("preview").into_inner();
+    assert!(preview.first_subject_dn.contains("O=Given Org"), "{}", preview.first_subject_dn);
+
+    // And the issued certificates carry it.
+    let batch = api.batches.create_batch(req).await.expect("create").into_inner().batch.expect("batch");
+    let done = wait_done(&mut api, &batch.id).await;
+    assert_eq!(done.issued, 2, "{done:?}");
+    let (out, _) = download(&mut api, &batch.id, env.path(), "org-params").await;
+    let rows = manifest(&out);
+    assert_eq!(rows.len(), 2);
+    let subject = check_pkcs12(&out, &rows[0].3, PASSWORD, &s.ca_file);
+    assert!(
+        subject.contains("O = Org Params s.r.o.") || subject.contains("O=Org Params s.r.o."),
+        "{subject}"
+    );
+}

@@ -300,6 +300,7 @@ impl BatchService {
         generator: GeneratorInput,
     ) -> Result<Created, ServiceError> {
         let profile = self.profile_for(actor, &new)?;
+        let new = self.with_organization_parameters(&profile, new).await?;
         let devices = generated_devices(&profile, &new.params, &generator, self.max_batch_size)?;
         self.create(actor, Kind::Generator, SERIAL_GENERATOR, new, profile, devices).await
     }
@@ -307,6 +308,7 @@ impl BatchService {
     /// CreateSingleCertBatch: one device.
     pub async fn create_single(&self, actor: &Principal, new: NewBatch) -> Result<Created, ServiceError> {
         let profile = self.profile_for(actor, &new)?;
+        let new = self.with_organization_parameters(&profile, new).await?;
         let devices = vec![DeviceInput { params: new.params.clone(), csr_der: None }];
         self.create(actor, Kind::Single, "", new, profile, devices).await
     }
@@ -319,6 +321,7 @@ impl BatchService {
         file: Vec<u8>,
     ) -> Result<Created, ServiceError> {
         let profile = self.profile_for(actor, &new)?;
+        let new = self.with_organization_parameters(&profile, new).await?;
         validate::upload(inputs::CSV_FIELD, file.len(), self.max_upload_bytes)?;
         let (p, shared) = (profile.clone(), new.params.clone());
         let rows = tokio::task::spawn_blocking(move || inputs::parse_csv(&file, &p, &shared))
@@ -381,6 +384,7 @@ impl BatchService {
         generator: GeneratorInput,
     ) -> Result<Preview, ServiceError> {
         let profile = self.profile_for(actor, &new)?;
+        let new = self.with_organization_parameters(&profile, new).await?;
         let devices = generated_devices(&profile, &new.params, &generator, self.max_batch_size)?;
         let first =
             devices.first().ok_or_else(|| ServiceError::invalid("batch_size", "must be at least 1"))?;
@@ -444,6 +448,41 @@ impl BatchService {
             )));
         }
         Ok(profile.clone())
+    }
+
+    /// Profile parameters whose scopes include ORGANIZATION and that the request leaves empty
+    /// take the organization's value (its ORGANIZATION, CITY, STATE, COUNTRY and
+    /// MANUFACTURER_ID parameters feed subject DNs), so every device carries its
+    /// organization's identity without each request repeating it. A value the request gives
+    /// wins. Not for CSR batches, whose subjects are the requesters'.
+    async fn with_organization_parameters(
+        &self,
+        profile: &Profile,
+        mut new: NewBatch,
+    ) -> Result<NewBatch, ServiceError> {
+        let id = new.organization_id.clone();
+        let Some(org) = self.store.read(move |c| org_store::get(c, &id).map_err(ServiceError::from)).await?
+        else {
+            // `create` answers NOT_FOUND for it.
+            return Ok(new);
+        };
+        for p in profile.parameters.iter().filter(|p| p.scopes.contains(&Scope::Organization)) {
+            if new.params.get(&p.name).is_some_and(|v| !v.trim().is_empty()) {
+                continue;
+            }
+            let value = match p.name.to_ascii_lowercase().as_str() {
+                "organization" => &org.organization,
+                "locality" | "city" => &org.city,
+                "state" | "stateorprovince" => &org.state,
+                "country" => &org.country,
+                "manufacturerid" | "manufacturer_id" => &org.manufacturer_id,
+                _ => &None,
+            };
+            if let Some(v) = value {
+                new.params.insert(p.name.clone(), v.clone());
+            }
+        }
+        Ok(new)
     }
 
     /// The key generated for each device of a non-CSR batch.
