@@ -120,22 +120,7 @@ async fn usernames(su: &mut Admins, search: &str) -> Vec<String> {
 /// [`store_snapshot`] plus the administrators and the identity tables.
 fn snapshot(env: &TestEnv) -> Vec<String> {
     let mut out = identity_snapshot(&env.store_path());
-    let conn =
-        rusqlite::Connection::open_with_flags(env.store_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open db");
-    let mut stmt = conn.prepare("SELECT * FROM admins ORDER BY 1").expect("prepare");
-    let cols = stmt.column_count();
-    let rows = stmt
-        .query_map([], |r| {
-            let mut line = String::from("admins:");
-            for i in 0..cols {
-                let v: rusqlite::types::Value = r.get(i)?;
-                line.push_str(&format!("{v:?}|"));
-            }
-            Ok(line)
-        })
-        .expect("query");
-    out.extend(rows.map(|r| r.expect("row")));
+    out.extend(table_rows(&env.store_path(), &["admins"]));
     out
 }
 

@@ -43,24 +43,7 @@ async fn create_user(admin: &mut Api, username: &str, password: &str, role: pb::
 /// [`store_snapshot`] plus the organization tables.
 fn snapshot(env: &TestEnv) -> Vec<String> {
     let mut out = store_snapshot(&env.store_path());
-    let conn =
-        rusqlite::Connection::open_with_flags(env.store_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open db");
-    for table in ["organizations", "organization_authorities"] {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).expect("prepare");
-        let cols = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                let mut line = format!("{table}:");
-                for i in 0..cols {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    line.push_str(&format!("{v:?}|"));
-                }
-                Ok(line)
-            })
-            .expect("query");
-        out.extend(rows.map(|r| r.expect("row")));
-    }
+    out.extend(table_rows(&env.store_path(), &["organizations", "organization_authorities"]));
     out
 }
 

@@ -56,39 +56,22 @@ fn schema_of(db: &Path) -> i64 {
 
 /// Every row of the tables a restore must bring back, in order.
 fn records(db: &Path) -> Vec<String> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("db");
-    let mut out = Vec::new();
-    for table in [
-        "users",
-        "admins",
-        "organizations",
-        "organization_authorities",
-        "user_privileges",
-        "cards",
-        "card_keys",
-        "authorities",
-        "certificates",
-        "token_certificates",
-        "batches",
-    ] {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).expect("prepare");
-        let cols = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                let mut line = format!("{table}:");
-                for i in 0..cols {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    line.push_str(&format!("{v:?}|"));
-                }
-                Ok(line)
-            })
-            .expect("query");
-        for row in rows {
-            out.push(row.expect("row"));
-        }
-    }
-    out
+    table_rows(
+        db,
+        &[
+            "users",
+            "admins",
+            "organizations",
+            "organization_authorities",
+            "user_privileges",
+            "cards",
+            "card_keys",
+            "authorities",
+            "certificates",
+            "token_certificates",
+            "batches",
+        ],
+    )
 }
 
 fn audit_actions(db: &Path) -> Vec<String> {

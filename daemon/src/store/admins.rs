@@ -192,10 +192,7 @@ pub fn list(
     limit: u64,
 ) -> Result<(Vec<AdminRecord>, u64), StoreError> {
     // LIKE with our own escape character, so `%` and `_` in the search are literal.
-    let pattern = search.map(|s| {
-        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        format!("%{escaped}%")
-    });
+    let pattern = search.map(super::like_contains);
     let filter = "(?1 IS NULL OR username LIKE ?1 ESCAPE '\\' OR name LIKE ?1 ESCAPE '\\' \
                   OR surname LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\')";
     let rows = conn

@@ -128,23 +128,14 @@ pub fn expect_invalid_field<T: std::fmt::Debug>(r: Result<tonic::Response<T>, St
     assert!(s.message().contains(field), "message should name {field}: {}", s.message());
 }
 
-/// Everything a refused request must leave untouched: every row of every table.
-pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
+/// Every row of `tables` in the daemon's database, one `table:value|value|…` line each, in
+/// key order: what a test compares before and after to prove nothing changed.
+pub fn table_rows(db: &std::path::Path, tables: &[&str]) -> Vec<String> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open db");
     let mut out = Vec::new();
-    for table in [
-        "users",
-        "cards",
-        "card_keys",
-        "audit_log",
-        "refresh_tokens",
-        "meta",
-        "authorities",
-        "certificates",
-        "crls",
-    ] {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).expect("prepare");
+    for table in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).expect("prepare");
         let cols = stmt.column_count();
         let rows = stmt
             .query_map([], |r| {
@@ -161,6 +152,24 @@ pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Everything a refused request must leave untouched: every row of every table.
+pub fn store_snapshot(db: &std::path::Path) -> Vec<String> {
+    table_rows(
+        db,
+        &[
+            "users",
+            "cards",
+            "card_keys",
+            "audit_log",
+            "refresh_tokens",
+            "meta",
+            "authorities",
+            "certificates",
+            "crls",
+        ],
+    )
 }
 
 /// [`store_snapshot`] plus the identity tables: sessions, idle timeouts, API keys. Leaves out
