@@ -798,8 +798,7 @@ impl AuthService {
             api_key_id: None,
             scope: OrgScope::None,
             profiles: Default::default(),
-        }
-        .with_platform_scope();
+        };
         Ok(self.privileges.apply(principal, None))
     }
 
@@ -835,8 +834,7 @@ impl AuthService {
             api_key_id: Some(session.rec.id.clone()),
             scope: OrgScope::None,
             profiles: Default::default(),
-        }
-        .with_platform_scope();
+        };
         Ok(self.privileges.apply(principal, Some(&session.roles)))
     }
 

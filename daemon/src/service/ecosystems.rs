@@ -37,7 +37,8 @@ fn ecosystem_id(id: &str) -> &str {
     if id.is_empty() { ecosystems::DEFAULT_ECOSYSTEM } else { id }
 }
 
-/// A YYYY-MM-DD day, checked for shape and calendar sense by SQLite's `date()` round trip.
+/// A YYYY-MM-DD day, checked for shape here; whether it is on the calendar (2026-02-30) is
+/// judged by SQLite's `julianday()` in `statistics`.
 fn check_day(field: &str, day: &str) -> Result<(), ServiceError> {
     let shaped = day.len() == 10
         && day

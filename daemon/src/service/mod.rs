@@ -127,15 +127,6 @@ impl Principal {
         self.scope.contains(organization_id)
     }
 
-    /// Platform roles see every organization (organization privileges are added by the
-    /// authentication service from the store).
-    pub(crate) fn with_platform_scope(mut self) -> Self {
-        if self.roles.iter().any(|r| r.is_platform()) {
-            self.scope = OrgScope::All;
-        }
-        self
-    }
-
     /// Whether the caller may issue with `profile` (batches, certificates).
     pub fn may_use_profile(&self, profile: &str) -> bool {
         self.roles.iter().any(|r| *r != Role::User) || self.profiles.contains(profile)

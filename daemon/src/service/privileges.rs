@@ -149,12 +149,6 @@ impl PrivilegeIndex {
         };
         id.is_some_and(|id| self.user_in_scope(caller, &id))
     }
-
-    /// The organizations of an ecosystem.
-    pub fn organizations_of(&self, ecosystem_id: &str) -> BTreeSet<String> {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        index.ecosystem_organizations.get(ecosystem_id).cloned().unwrap_or_default()
-    }
 }
 
 /// Setting and reading users' privileges.
@@ -172,10 +166,6 @@ pub const MAX_PRIVILEGES: usize = 64;
 impl PrivilegeService {
     pub fn new(store: Store, index: Arc<PrivilegeIndex>, profiles: BTreeSet<String>) -> Self {
         PrivilegeService { store, index, profiles }
-    }
-
-    pub fn index(&self) -> &Arc<PrivilegeIndex> {
-        &self.index
     }
 
     /// A user's privileges: one's own, or a user in reach (platform administrators: anyone;
@@ -353,12 +343,5 @@ impl PrivilegeService {
             })
             .await?;
         Ok(self.index.of_user(user_id))
-    }
-
-    /// Reloads the index after organizations change (a new organization joins its ecosystem's
-    /// ECO_ADMIN scopes).
-    pub async fn reload(&self) -> Result<(), ServiceError> {
-        let index = self.index.clone();
-        self.store.read(move |conn| index.reload(conn)).await
     }
 }

@@ -65,13 +65,6 @@ pub fn password_min_length_for_user(conn: &Connection, user_id: &str) -> Result<
     }
 }
 
-/// Ids of the organizations in `ecosystem_id`.
-pub fn organization_ids(conn: &Connection, ecosystem_id: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT id FROM organizations WHERE ecosystem_id = ?1")?;
-    let ids = stmt.query_map([ecosystem_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(ids)
-}
-
 /// Balances of an ecosystem's organizations: (organizations, capacity, used, reserved).
 pub fn balance_totals(conn: &Connection, ecosystem_id: &str) -> Result<(u64, i64, i64, i64), StoreError> {
     let organizations: u64 = conn

@@ -64,29 +64,6 @@ pub fn replace_for_user(
     Ok(())
 }
 
-/// Ids of users holding a privilege in one of `organization_ids` (ECO_ADMIN privileges count
-/// for every organization of their ecosystem).
-pub fn user_ids_in_organizations(
-    conn: &Connection,
-    organization_ids: &[String],
-) -> Result<Vec<String>, StoreError> {
-    if organization_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; organization_ids.len()].join(",");
-    let sql = format!(
-        "SELECT DISTINCT p.user_id FROM user_privileges p
-         WHERE p.organization_id IN ({marks})
-            OR (p.organization_id IS NULL AND p.ecosystem_id IN
-                (SELECT ecosystem_id FROM organizations WHERE id IN ({marks})))"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let args: Vec<&dyn rusqlite::ToSql> =
-        organization_ids.iter().chain(organization_ids.iter()).map(|s| s as &dyn rusqlite::ToSql).collect();
-    let rows = stmt.query_map(args.as_slice(), |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
 /// (user id, login) of every user holding a privilege.
 pub fn privileged_logins(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
     let mut stmt = conn.prepare_cached(
