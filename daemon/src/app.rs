@@ -1,12 +1,12 @@
 //! Start-up and shutdown: opens the store and the PKCS#11 module, builds the services,
-//! creates the bootstrap administrator on first start, binds the gRPC listener and serves
-//! until SIGTERM or SIGINT.
+//! creates the bootstrap administrator on first start, binds the gRPC and REST listeners and
+//! serves both until SIGTERM, SIGINT or a restore.
 
 use crate::service::Services;
 use crate::service::auth::Bootstrap;
 use crate::store::Store;
 use crate::token::TokenManager;
-use crate::{grpc, store};
+use crate::{grpc, rest, store};
 use hsm_config::Config;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -28,6 +28,8 @@ pub enum StartError {
     ReadyFile { path: String, source: std::io::Error },
     #[error("{0}")]
     Serve(#[from] grpc::ServeError),
+    #[error("{0}")]
+    Rest(#[from] rest::ServeError),
 }
 
 /// Runs the daemon until a termination signal.
@@ -65,30 +67,49 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = grpc::bind(&config.server)
         .await
         .map_err(|source| StartError::Bind { addr: config.server.grpc_listen.to_string(), source })?;
+    let rest_listener = rest::bind(&config.server)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.server.rest_listen.to_string(), source })?;
     let addr = listener.local_addr;
+    let rest_addr = rest_listener.local_addr;
     let scheme = if config.server.tls.is_some() { "https" } else { "http" };
-    tracing::info!(address = %addr, "gRPC listening");
+    tracing::info!(address = %addr, rest = %rest_addr, "gRPC and REST listening");
     eprintln!("cardhsmd: gRPC listening on {scheme}://{addr}");
+    eprintln!("cardhsmd: REST listening on {scheme}://{rest_addr} (OpenAPI at /openapi.json)");
     eprintln!("cardhsmd: log in with: cardhsm --endpoint {scheme}://{addr} login --username admin");
     if let Some(path) = &config.server.ready_file {
         // Written beside and renamed into place, so a watcher never reads half an address.
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, addr.to_string())
+        std::fs::write(&tmp, format!("{addr}\n{rest_addr}\n"))
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|source| StartError::ReadyFile { path: path.display().to_string(), source })?;
     }
 
     // The batch engine resumes every unfinished batch. On SIGTERM it stops taking work at
-    // once (in-flight device groups commit) while the server drains, then gets what is left
-    // of ~8 s to finish, so the daemon exits within 10 s.
+    // once (in-flight device groups commit) while the servers drain, then gets what is left
+    // of ~8 s to finish, so the daemon exits within 10 s. An import (restore) stops the
+    // servers the same way; main then restarts the daemon on the restored data.
     let batches = services.batches.clone();
     batches.start().await?;
-    let signal_batches = batches.clone();
-    let shutdown = async move {
-        shutdown_signal().await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (signal_batches, restart) = (batches.clone(), services.system.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = restart.restart_requested() => {}
+        }
         signal_batches.stop();
+        stop.send_replace(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    grpc::serve(&config.server, listener, services, shutdown).await?;
+    let (grpc_result, rest_result) = tokio::join!(
+        grpc::serve(&config.server, listener, services.clone(), stopped(stopping.clone())),
+        rest::serve(&config.server, rest_listener, services, stopped(stopping)),
+    );
+    grpc_result?;
+    rest_result?;
     if !batches.stopped(std::time::Duration::from_secs(8)).await {
         tracing::warn!("batch workers still busy at exit; their unfinished devices resume on restart");
     }

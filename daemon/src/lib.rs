@@ -6,8 +6,10 @@
 
 pub mod app;
 pub mod grpc;
+pub mod metrics;
 pub mod pki;
 pub mod reader;
+pub mod rest;
 pub mod service;
 pub mod store;
 pub mod token;

@@ -147,7 +147,12 @@ pub struct ServerConfig {
     /// Default `127.0.0.1:50051`. Port 0 picks a free port (the daemon logs the one it got).
     #[serde(default = "defaults::grpc_listen")]
     pub grpc_listen: SocketAddr,
-    /// When set, the daemon writes the address it actually listens on to this file once ready.
+    /// The REST shim (and `/metrics`, `/openapi.json`). Default `127.0.0.1:8080`; port 0
+    /// picks a free port. It shares `tls` with the gRPC API.
+    #[serde(default = "defaults::rest_listen")]
+    pub rest_listen: SocketAddr,
+    /// When set, the daemon writes the address it actually listens on to this file once ready
+    /// (the gRPC address on the first line, the REST address on the second).
     #[serde(default)]
     pub ready_file: Option<PathBuf>,
     /// Optional TLS; plain TCP when absent.
@@ -540,6 +545,9 @@ pub mod defaults {
     pub fn grpc_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 50051))
     }
+    pub fn rest_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
     pub fn store_path() -> PathBuf {
         PathBuf::from("cardhsm.sqlite3")
     }
@@ -639,6 +647,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             grpc_listen: defaults::grpc_listen(),
+            rest_listen: defaults::rest_listen(),
             ready_file: None,
             tls: None,
             max_upload_bytes: defaults::max_upload_bytes(),

@@ -82,6 +82,7 @@ fn example_file_documents_every_key() {
     let text = example_all_enabled();
     for key in [
         "grpc_listen",
+        "rest_listen",
         "ready_file",
         "cert_file",
         "key_file",

@@ -221,6 +221,7 @@ impl TestEnv {
             r#"# Written by cardhsm-tests for {dir}
 [server]
 grpc_listen = "127.0.0.1:0"
+rest_listen = "127.0.0.1:0"
 ready_file = {ready}
 
 [store]
@@ -395,6 +396,11 @@ pub struct Daemon {
     pub endpoint: String,
     /// The address of the current run.
     pub addr: SocketAddr,
+    /// The REST shim's base URL of the current run, `http://127.0.0.1:<port>` (no trailing
+    /// slash).
+    pub rest_url: String,
+    /// The REST shim's address of the current run.
+    pub rest_addr: SocketAddr,
     /// `<dir>/daemon.log`: stdout and stderr of every run, appended.
     pub log_path: PathBuf,
     /// `<dir>/cardhsm.toml`.
@@ -522,6 +528,8 @@ impl Daemon {
         Ok(Daemon {
             endpoint: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rest_url: String::new(),
+            rest_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log_path: env.log_path(),
             config_path,
             ready_path: env.ready_path(),
@@ -583,13 +591,21 @@ impl Daemon {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         self.child = Some(child);
-        let addr = self.wait_ready().await?;
-        self.addr = addr;
-        self.endpoint = format!("http://{addr}");
+        let (addr, rest) = self.wait_ready().await?;
+        self.set_addresses(addr, rest);
         Ok(())
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<SocketAddr> {
+    fn set_addresses(&mut self, grpc: SocketAddr, rest: SocketAddr) {
+        self.addr = grpc;
+        self.endpoint = format!("http://{grpc}");
+        self.rest_addr = rest;
+        self.rest_url = format!("http://{rest}");
+    }
+
+    /// Waits for the ready file: the gRPC address on its first line, the REST address on the
+    /// second.
+    async fn wait_ready(&mut self) -> anyhow::Result<(SocketAddr, SocketAddr)> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_seen: Option<String> = None;
         loop {
@@ -603,11 +619,13 @@ impl Daemon {
             // half-written address is never taken.
             if let Ok(text) = fs::read_to_string(&self.ready_path) {
                 let text = text.trim().to_owned();
-                if let Ok(addr) = text.parse::<SocketAddr>()
-                    && addr.port() != 0
+                let mut lines = text.lines().map(|l| l.trim().parse::<SocketAddr>());
+                if let (Some(Ok(grpc)), Some(Ok(rest))) = (lines.next(), lines.next())
+                    && grpc.port() != 0
+                    && rest.port() != 0
                     && last_seen.as_deref() == Some(text.as_str())
                 {
-                    return Ok(addr);
+                    return Ok((grpc, rest));
                 }
                 last_seen = Some(text);
             }
@@ -725,9 +743,8 @@ impl Daemon {
     /// file before triggering the restart, and may point `ready_path` elsewhere first (a
     /// restored configuration may name another ready file). Updates `addr` and `endpoint`.
     pub async fn wait_ready_again(&mut self) -> anyhow::Result<()> {
-        let addr = self.wait_ready().await?;
-        self.addr = addr;
-        self.endpoint = format!("http://{addr}");
+        let (addr, rest) = self.wait_ready().await?;
+        self.set_addresses(addr, rest);
         Ok(())
     }
 

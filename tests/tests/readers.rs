@@ -426,7 +426,7 @@ async fn the_daemon_never_spends_a_cards_last_pin_try() {
     let pin_file = dir.join("piv-pin");
     std::fs::write(&pin_file, "123456").expect("pin file");
     let config = format!(
-        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nready_file = {ready:?}\n[store]\npath = {store:?}\n\
+        "[server]\ngrpc_listen = \"127.0.0.1:0\"\nrest_listen = \"127.0.0.1:0\"\nready_file = {ready:?}\n[store]\npath = {store:?}\n\
          [pkcs11]\nmodule = {module:?}\ncard_pin = {{ file = {pin:?} }}\n",
         ready = env.ready_path(),
         store = env.store_path(),

@@ -318,7 +318,7 @@ async fn export_then_normal_import_into_a_daemon_on_copied_tokens_restores_every
     let card = env.card_serials[0].clone();
     let mut daemon = Daemon::start_with(
         &env,
-        &format!("[server]\ngrpc_listen = \"127.0.0.1:{port}\"\n{}", card_token(&env, &card)),
+        &format!("[server]\ngrpc_listen = \"127.0.0.1:{port}\"\nrest_listen = \"127.0.0.1:0\"\n{}", card_token(&env, &card)),
     )
     .await
     .expect("daemon B");

@@ -3,10 +3,10 @@
 //! either rejects the request or passes it on with the [`Principal`] in its extensions, inside
 //! a tracing span carrying the request id, principal and method.
 
+use crate::service::Principal;
 use crate::service::admins::AdminService;
 use crate::service::auth::AuthService;
-use crate::service::authz::{self, Access};
-use crate::service::{Principal, ServiceError};
+use crate::service::authz::{self, Credential};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -60,6 +60,7 @@ where
         // The service that was polled ready is the one to call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = std::time::Instant::now();
         let method = req.uri().path().to_owned();
         let request_id = req
             .headers()
@@ -89,7 +90,9 @@ where
                                 r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
                             tracing::debug!(grpc_status = code, "handled");
                         }
-                        response
+                        // Counted when the status is known (headers or, for a success or a
+                        // stream, the trailers).
+                        response.map(|r| crate::metrics::observe_grpc(&method, started, r))
                     }
                     .instrument(span),
                 )
@@ -98,14 +101,14 @@ where
                 span.in_scope(
                     || tracing::info!(code = ?status.code(), message = status.message(), "rejected"),
                 );
-                Box::pin(async move { Ok(status.into_http()) })
+                let response = crate::metrics::observe_grpc(&method, started, status.into_http());
+                Box::pin(async move { Ok(response) })
             }
         }
     }
 }
 
-/// Authenticates and authorizes one call. `Ok(None)`: a public method called without a
-/// token. Deny by default: a method with no rule is refused.
+/// Authenticates and authorizes one call (the rules are shared with REST: service::authz).
 fn decide(
     auth: &AuthService,
     admins: &AdminService,
@@ -113,29 +116,12 @@ fn decide(
     headers: &http::HeaderMap,
     client_cert: Option<&[u8]>,
 ) -> Result<Option<Principal>, tonic::Status> {
-    let Some(rule) = authz::rule_for(method) else {
-        return Err(tonic::Status::permission_denied(format!("no authorization rule for {method}")));
+    let credential = match (bearer(headers), client_cert) {
+        (Some(token), _) => Credential::Token(token),
+        (None, Some(der)) => Credential::ClientCertificate(der),
+        (None, None) => Credential::None,
     };
-    let token = bearer(headers);
-    if rule == Access::Public {
-        // A token on a public method is not needed; ignore it rather than fail the call.
-        return Ok(None);
-    }
-    // A bearer token wins; without one, an administrator may present the client certificate
-    // registered for them (TLS already verified it against the client CA).
-    let principal = match (token, client_cert) {
-        (Some(token), _) => auth.authenticate(token),
-        (None, Some(der)) => admins.authenticate_certificate(der),
-        (None, None) => return Err(tonic::Status::unauthenticated("missing bearer access token")),
-    }
-    .map_err(super::status::to_status)?;
-    if !authz::allows(rule, &principal.roles) {
-        return Err(super::status::to_status(ServiceError::PermissionDenied(format!(
-            "{} may not call {method}",
-            principal.username
-        ))));
-    }
-    Ok(Some(principal))
+    authz::authorize(auth, admins, method, credential).map_err(super::status::to_status)
 }
 
 /// The verified client certificate chain of a client-certificate TLS connection, leaf first.

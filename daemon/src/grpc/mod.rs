@@ -83,14 +83,6 @@ pub async fn serve(
     health.set_serving::<pb::system_service_server::SystemServiceServer<system::SystemApi>>().await;
     // Per-subsystem entries (cardhsm.store, cardhsm.token.<serial>, cardhsm.readers).
     services.system.spawn_health(health.clone());
-    // An import (restore) stops the server like a signal does; main then restarts the daemon.
-    let restart = services.system.clone();
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown => {}
-            () = restart.restart_requested() => {}
-        }
-    };
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cardhsm_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

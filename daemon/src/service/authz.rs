@@ -181,6 +181,57 @@ pub fn rule_for(path: &str) -> Option<Access> {
         .or_else(|| FOREIGN_PREFIXES.iter().find(|(p, _)| path.starts_with(p)).map(|(_, a)| *a))
 }
 
+/// What a caller presented to prove who it is, whatever the wire.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    /// A bearer access token or an API key.
+    Token(&'a str),
+    /// The verified leaf certificate (DER) of a client-certificate TLS connection.
+    ClientCertificate(&'a [u8]),
+    None,
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    // Never print the token itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Token(_) => "Token(<redacted>)",
+            Credential::ClientCertificate(_) => "ClientCertificate",
+            Credential::None => "None",
+        })
+    }
+}
+
+/// Authenticates and authorizes one call of `method` (a gRPC method path; REST routes name the
+/// gRPC method they mirror, so both wires share this table and this check). `Ok(None)`: a
+/// public method. Deny by default: a method with no rule is refused.
+pub fn authorize(
+    auth: &super::auth::AuthService,
+    admins: &super::admins::AdminService,
+    method: &str,
+    credential: Credential<'_>,
+) -> Result<Option<super::Principal>, super::ServiceError> {
+    use super::ServiceError;
+    let Some(rule) = rule_for(method) else {
+        return Err(ServiceError::PermissionDenied(format!("no authorization rule for {method}")));
+    };
+    if rule == Access::Public {
+        // A credential on a public method is not needed; ignore it rather than fail the call.
+        return Ok(None);
+    }
+    // A token wins; without one, an administrator may present the client certificate
+    // registered for them (TLS already verified it against the client CA).
+    let principal = match credential {
+        Credential::Token(token) => auth.authenticate(token)?,
+        Credential::ClientCertificate(der) => admins.authenticate_certificate(der)?,
+        Credential::None => return Err(ServiceError::Unauthenticated("missing bearer access token".into())),
+    };
+    if !allows(rule, &principal.roles) {
+        return Err(ServiceError::PermissionDenied(format!("{} may not call {method}", principal.username)));
+    }
+    Ok(Some(principal))
+}
+
 /// Whether a principal with `roles` satisfies `access` (authentication already checked).
 pub fn allows(access: Access, roles: &[Role]) -> bool {
     match access {

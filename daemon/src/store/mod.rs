@@ -111,7 +111,9 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
+        let waiting = std::time::Instant::now();
         let permit = self.inner.reader_permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        crate::metrics::global().pool_wait("sqlite_connection", waiting.elapsed().as_secs_f64());
         let inner = self.inner.clone();
         let out = tokio::task::spawn_blocking(move || {
             let conn =
@@ -150,7 +152,10 @@ where
     E: From<StoreError>,
     F: FnOnce(&Transaction<'_>) -> Result<T, E>,
 {
+    // The single writer is a pool of one: time spent queueing for it is a pool wait too.
+    let waiting = std::time::Instant::now();
     let mut conn = inner.writer.lock().map_err(|_| StoreError::Poisoned)?;
+    crate::metrics::global().pool_wait("sqlite_writer", waiting.elapsed().as_secs_f64());
     let tx =
         conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
     let value = f(&tx)?;

@@ -115,6 +115,22 @@ pub(super) fn is_pin_rejection(rv: RvError) -> bool {
     )
 }
 
+/// Counts one PKCS#11 call in the metrics (by the C function it stands for and, when it failed,
+/// by CKR code) and hands its result back unchanged. Every cryptoki call of this layer goes
+/// through it: `counted("C_Sign", session.sign(..))`. A cryptoki call that runs several C
+/// functions (find = C_FindObjectsInit/C_FindObjects/C_FindObjectsFinal) counts once, under the
+/// one that names it.
+pub(super) fn counted<T>(function: &'static str, result: Result<T, CkError>) -> Result<T, CkError> {
+    let metrics = crate::metrics::global();
+    match &result {
+        Ok(_) => metrics.pkcs11_call(function, None),
+        Err(CkError::Pkcs11(rv, _)) => metrics.pkcs11_call(function, Some(&ckr_name(*rv))),
+        // Failed before reaching the module (an attribute that would not convert): no CKR code.
+        Err(_) => metrics.pkcs11_call(function, Some(crate::metrics::UNKNOWN)),
+    }
+    result
+}
+
 /// Lower-case hex of a CKA_ID, for messages.
 pub(super) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -2,6 +2,7 @@
 //! tokens are in them, which configured token each one is, and the serial → slot look-up that
 //! recovery uses (slot ids may change when a token comes back).
 
+use super::error::counted;
 use cryptoki::context::Pkcs11;
 use cryptoki::error::Error as CkError;
 use cryptoki::slot::{Slot, SlotInfo, TokenInfo};
@@ -60,13 +61,17 @@ impl ScannedSlot {
 
 /// Every slot with its token, if any.
 pub(super) fn scan(pkcs11: &Pkcs11) -> Result<Vec<ScannedSlot>, CkError> {
-    let slots = pkcs11.get_all_slots()?;
+    let slots = counted("C_GetSlotList", pkcs11.get_all_slots())?;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
         // A slot can disappear between C_GetSlotList and C_GetSlotInfo (a reader unplugged):
         // skip it rather than failing the whole listing.
-        let Ok(slot_info) = pkcs11.get_slot_info(slot) else { continue };
-        let token = if slot_info.token_present() { pkcs11.get_token_info(slot).ok() } else { None };
+        let Ok(slot_info) = counted("C_GetSlotInfo", pkcs11.get_slot_info(slot)) else { continue };
+        let token = if slot_info.token_present() {
+            counted("C_GetTokenInfo", pkcs11.get_token_info(slot)).ok()
+        } else {
+            None
+        };
         out.push(ScannedSlot { slot, slot_info, token });
     }
     Ok(out)
@@ -74,8 +79,8 @@ pub(super) fn scan(pkcs11: &Pkcs11) -> Result<Vec<ScannedSlot>, CkError> {
 
 /// The slot currently holding the initialised token with this serial.
 pub(super) fn find_slot_by_serial(pkcs11: &Pkcs11, serial: &str) -> Result<Option<Slot>, CkError> {
-    for slot in pkcs11.get_slots_with_token()? {
-        if let Ok(info) = pkcs11.get_token_info(slot)
+    for slot in counted("C_GetSlotList", pkcs11.get_slots_with_token())? {
+        if let Ok(info) = counted("C_GetTokenInfo", pkcs11.get_token_info(slot))
             && info.token_initialized()
             && info.serial_number().trim() == serial
         {

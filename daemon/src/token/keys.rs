@@ -3,7 +3,7 @@
 //! building from the public key's attributes, find/delete by CKA_ID, and signing with a cached
 //! private-key handle.
 
-use super::error::{OpError, TokenError, hex};
+use super::error::{OpError, TokenError, counted, hex};
 use super::pool::OpCtx;
 use super::{GeneratedKeyPair, KeyPairRequest, SignMechanism};
 use cryptoki::error::{Error as CkError, RvError};
@@ -105,7 +105,8 @@ pub(super) fn generate(
             Mechanism::RsaPkcsKeyPairGen
         }
     };
-    let (pub_handle, priv_handle) = session.generate_key_pair(&mechanism, &public, &private)?;
+    let (pub_handle, priv_handle) =
+        counted("C_GenerateKeyPair", session.generate_key_pair(&mechanism, &public, &private))?;
     // A cached handle for this id (an older key) would now sign with the wrong key.
     ctx.forget_key(&req.id);
 
@@ -119,7 +120,7 @@ pub(super) fn generate(
         Err(e) => {
             // Do not leave a half-reported key pair behind: the caller never learns about it.
             for h in [priv_handle, pub_handle] {
-                if let Err(del) = session.destroy_object(h) {
+                if let Err(del) = counted("C_DestroyObject", session.destroy_object(h)) {
                     tracing::warn!(serial = ctx.serial(), error = %del, "could not remove a key pair whose public key was unreadable");
                 }
             }
@@ -136,7 +137,8 @@ pub(super) fn public_key_der(
 ) -> Result<Vec<u8>, OpError> {
     match shape {
         KeyShape::Ec { curve, field_len } => {
-            let attrs = session.get_attributes(handle, &[AttributeType::EcPoint])?;
+            let attrs =
+                counted("C_GetAttributeValue", session.get_attributes(handle, &[AttributeType::EcPoint]))?;
             let point = attrs
                 .into_iter()
                 .find_map(|a| match a {
@@ -147,8 +149,10 @@ pub(super) fn public_key_der(
             Ok(ec_spki(curve, field_len, &point)?)
         }
         KeyShape::Rsa { .. } => {
-            let attrs =
-                session.get_attributes(handle, &[AttributeType::Modulus, AttributeType::PublicExponent])?;
+            let attrs = counted(
+                "C_GetAttributeValue",
+                session.get_attributes(handle, &[AttributeType::Modulus, AttributeType::PublicExponent]),
+            )?;
             let (mut modulus, mut exponent) = (None, None);
             for a in attrs {
                 match a {
@@ -226,9 +230,9 @@ pub(super) fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Result<Vec<u8>, Token
 /// objects are invisible to a logged-out session, and a token reset logs us out without any
 /// call failing — "no such key" would then be a lie (and delete would silently do nothing).
 fn find(session: &Session, template: &[Attribute]) -> Result<Vec<ObjectHandle>, OpError> {
-    let found = session.find_objects(template)?;
+    let found = counted("C_FindObjects", session.find_objects(template))?;
     if found.is_empty() {
-        let state = session.get_session_info()?.session_state();
+        let state = counted("C_GetSessionInfo", session.get_session_info())?.session_state();
         if !matches!(state, SessionState::RwUser | SessionState::RoUser) {
             return Err(OpError::Gone(format!("the session is no longer logged in ({state:?})")));
         }
@@ -244,7 +248,7 @@ pub(super) fn delete(session: &Session, ctx: &OpCtx<'_>, key_id: &[u8]) -> Resul
     for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
         let handles = find(session, &[Attribute::Class(class), Attribute::Id(key_id.to_vec())])?;
         for h in handles {
-            match session.destroy_object(h) {
+            match counted("C_DestroyObject", session.destroy_object(h)) {
                 Ok(()) => destroyed += 1,
                 // Destroyed concurrently by another session: the goal is reached.
                 Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => {}
@@ -293,11 +297,11 @@ pub(super) fn sign(
     };
     let was_cached = ctx.cached_key(key_id).is_some();
     let handle = private_key(session, ctx, key_id)?;
-    match session.sign(&mech, handle, input) {
+    match counted("C_Sign", session.sign(&mech, handle, input)) {
         Err(CkError::Pkcs11(RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid, _)) if was_cached => {
             ctx.forget_key(key_id);
             let handle = private_key(session, ctx, key_id)?;
-            Ok(session.sign(&mech, handle, input)?)
+            Ok(counted("C_Sign", session.sign(&mech, handle, input))?)
         }
         other => Ok(other?),
     }

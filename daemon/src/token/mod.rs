@@ -21,6 +21,7 @@ pub use objects::{CertificateObject, ImportedKeyPair, ImportedPrivateKey, TokenC
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::Session;
+use error::counted;
 use hsm_config::{KeyAlgorithm, Pkcs11Config, TokenRole};
 use info::ConfiguredToken;
 use pool::{Inner, Op, OpCtx, PoolSettings, blocking, lock};
@@ -109,7 +110,7 @@ fn load_module(path: &Path) -> Result<Pkcs11, TokenError> {
     let module_err = |message: String| TokenError::Module { path: path.display().to_string(), message };
     let pkcs11 = Pkcs11::new(path).map_err(|e| module_err(e.to_string()))?;
     // OS locking: the pool calls the module from many threads at once.
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+    match counted("C_Initialize", pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))) {
         Ok(()) => {}
         // Someone else in this process (raw cryptoki in a test or benchmark) got there first.
         Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {

@@ -3,7 +3,7 @@
 //! (C_CreateObject), and a key pair's public half read back by CKA_ID. The card service writes
 //! issued certificates with these; the certificate store lists, imports and deletes with them.
 
-use super::error::{OpError, TokenError};
+use super::error::{OpError, TokenError, counted};
 use super::keys::{ID_EC_PUBLIC_KEY, KeyShape, RSA_ENCRYPTION, public_key_der};
 use super::pool::OpCtx;
 use cryptoki::error::{Error as CkError, RvError};
@@ -89,7 +89,7 @@ pub(super) fn create_certificate(session: &Session, cert: &CertificateObject) ->
         Attribute::SerialNumber(cert.serial_number.clone()),
         Attribute::Value(cert.value.clone()),
     ];
-    session.create_object(&template)?;
+    counted("C_CreateObject", session.create_object(&template))?;
     Ok(())
 }
 
@@ -104,10 +104,11 @@ pub(super) fn list_certificates(
         template.push(Attribute::Id(id.to_vec()));
     }
     let mut out = Vec::new();
-    for handle in session.find_objects(&template)? {
-        let attrs = match session
-            .get_attributes(handle, &[AttributeType::Id, AttributeType::Label, AttributeType::Value])
-        {
+    for handle in counted("C_FindObjects", session.find_objects(&template))? {
+        let attrs = match counted(
+            "C_GetAttributeValue",
+            session.get_attributes(handle, &[AttributeType::Id, AttributeType::Label, AttributeType::Value]),
+        ) {
             Ok(a) => a,
             // Destroyed by another session between the find and the read.
             Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => continue,
@@ -129,15 +130,17 @@ pub(super) fn list_certificates(
 
 /// Destroys the certificate objects with this CKA_ID; returns how many went.
 pub(super) fn delete_certificates(session: &Session, id: &[u8]) -> Result<usize, OpError> {
-    let handles =
-        session.find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE), Attribute::Id(id.to_vec())])?;
+    let handles = counted(
+        "C_FindObjects",
+        session.find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE), Attribute::Id(id.to_vec())]),
+    )?;
     destroy_all(session, handles)
 }
 
 fn destroy_all(session: &Session, handles: Vec<ObjectHandle>) -> Result<usize, OpError> {
     let mut destroyed = 0;
     for h in handles {
-        match session.destroy_object(h) {
+        match counted("C_DestroyObject", session.destroy_object(h)) {
             Ok(()) => destroyed += 1,
             Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => {}
             Err(e) => return Err(e.into()),
@@ -234,11 +237,11 @@ pub(super) fn import_key_pair(
     ]);
     // A cached handle for this id would now sign with the wrong (replaced) key.
     ctx.forget_key(&key.id);
-    let created = session.create_object(&private);
+    let created = counted("C_CreateObject", session.create_object(&private));
     wipe(&mut private);
     let private_handle = created?;
-    if let Err(e) = session.create_object(&public) {
-        if let Err(del) = session.destroy_object(private_handle) {
+    if let Err(e) = counted("C_CreateObject", session.create_object(&public)) {
+        if let Err(del) = counted("C_DestroyObject", session.destroy_object(private_handle)) {
             tracing::warn!(serial = ctx.serial(), error = %del, "could not remove an imported private key whose public half failed");
         }
         return Err(e.into());
@@ -264,26 +267,28 @@ fn wipe(template: &mut [Attribute]) {
 
 /// The SubjectPublicKeyInfo DER of the public key object with this CKA_ID, if there is one.
 pub(super) fn public_key(session: &Session, id: &[u8]) -> Result<Option<Vec<u8>>, OpError> {
-    let handles =
-        session.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id.to_vec())])?;
+    let handles = counted(
+        "C_FindObjects",
+        session.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id.to_vec())]),
+    )?;
     let Some(&handle) = handles.first() else {
         return Ok(None);
     };
-    let attrs = session.get_attributes(handle, &[AttributeType::KeyType])?;
+    let attrs = counted("C_GetAttributeValue", session.get_attributes(handle, &[AttributeType::KeyType]))?;
     let key_type = attrs.into_iter().find_map(|a| match a {
         Attribute::KeyType(k) => Some(k),
         _ => None,
     });
     let shape = match key_type {
         Some(KeyType::EC) => {
-            let params = session
-                .get_attributes(handle, &[AttributeType::EcParams])?
-                .into_iter()
-                .find_map(|a| match a {
-                    Attribute::EcParams(v) => Some(v),
-                    _ => None,
-                })
-                .ok_or_else(|| bad_input("the EC public key has no CKA_EC_PARAMS"))?;
+            let params =
+                counted("C_GetAttributeValue", session.get_attributes(handle, &[AttributeType::EcParams]))?
+                    .into_iter()
+                    .find_map(|a| match a {
+                        Attribute::EcParams(v) => Some(v),
+                        _ => None,
+                    })
+                    .ok_or_else(|| bad_input("the EC public key has no CKA_EC_PARAMS"))?;
             let curve = ObjectIdentifier::from_der(&params)
                 .map_err(|e| bad_input(&format!("CKA_EC_PARAMS is not a named curve: {e}")))?;
             KeyShape::ec(curve).ok_or_else(|| bad_input(&format!("unsupported curve {curve}")))?

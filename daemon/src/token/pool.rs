@@ -3,7 +3,7 @@
 //! runs the operation on a blocking thread; failures are classified on the way back, and a
 //! "token gone" code marks the token unavailable, drops its sessions and starts recovery.
 
-use super::error::{OpError, TokenError, ckr_name, function_name, gone_code, is_pin_rejection};
+use super::error::{OpError, TokenError, ckr_name, counted, function_name, gone_code, is_pin_rejection};
 use super::health::{Admission, RecoveryPolicy, TokenHealth};
 use super::info::{self, ConfiguredToken};
 use cryptoki::context::Pkcs11;
@@ -135,7 +135,7 @@ impl TokenEntry {
         let Some(pin) = &self.pin else {
             return Err(TokenError::NoPin { serial: self.serial.clone() }.into());
         };
-        let token = pkcs11.get_token_info(slot)?;
+        let token = counted("C_GetTokenInfo", pkcs11.get_token_info(slot))?;
         if token.user_pin_locked() {
             return Err(self.unavailable("the user PIN is locked: unblock it").into());
         }
@@ -148,7 +148,7 @@ impl TokenEntry {
         }
         // AuthPin is secrecy's zeroizing box; Box::from(&str) allocates exactly once.
         let auth = AuthPin::new(Box::from(pin.expose()));
-        match session.login(UserType::User, Some(&auth)) {
+        match counted("C_Login", session.login(UserType::User, Some(&auth))) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
             Err(CkError::Pkcs11(rv, function)) if is_pin_rejection(rv) => {
                 let (function, code) = (function_name(function), ckr_name(rv));
@@ -313,7 +313,10 @@ impl Inner {
             let (inner, e) = (self.clone(), entry.clone());
             blocking(move || inner.recover(&e)).await??;
         }
-        let permit = self.acquire(&entry).await?;
+        let waiting = Instant::now();
+        let permit = self.acquire(&entry).await;
+        crate::metrics::global().pool_wait("pkcs11_session", waiting.elapsed().as_secs_f64());
+        let permit = permit?;
         let inner = self.clone();
         blocking(move || {
             let _permit = permit; // held until the session is back in the pool
@@ -351,7 +354,10 @@ impl Inner {
         if Self::admit(&entry)? {
             self.recover(&entry)?;
         }
-        let _permit = self.acquire_blocking(&entry)?;
+        let waiting = Instant::now();
+        let permit = self.acquire_blocking(&entry);
+        crate::metrics::global().pool_wait("pkcs11_session", waiting.elapsed().as_secs_f64());
+        let _permit = permit?;
         self.exec(&entry, op)
     }
 
@@ -442,7 +448,7 @@ impl Inner {
 
     fn open_session(&self, entry: &TokenEntry, generation: u64) -> Result<Session, OpError> {
         let slot = *lock(&entry.slot);
-        let session = self.pkcs11.open_rw_session(slot)?;
+        let session = counted("C_OpenSession", self.pkcs11.open_rw_session(slot))?;
         if *lock(&entry.logged_in) != Some(generation) {
             entry.login(&self.pkcs11, slot, &session)?;
             *lock(&entry.logged_in) = Some(generation);
@@ -495,7 +501,7 @@ impl Inner {
             }
             let slot = info::find_slot_by_serial(&self.pkcs11, &entry.serial)?
                 .ok_or_else(|| entry.unavailable("token not present"))?;
-            let session = self.pkcs11.open_rw_session(slot)?;
+            let session = counted("C_OpenSession", self.pkcs11.open_rw_session(slot))?;
             entry.login(&self.pkcs11, slot, &session).map_err(|e| match e {
                 OpError::Token(t) => t,
                 OpError::Ck(ck) => TokenError::from(ck),

@@ -9,6 +9,7 @@ mod pki;
 pub use pki::*;
 pub mod batches;
 pub mod mtls;
+pub mod rest;
 
 use cardhsm_proto::v1 as pb;
 use serde_json::Value;

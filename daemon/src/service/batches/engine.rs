@@ -443,7 +443,8 @@ impl Engine {
     /// the audit records, all in one transaction.
     async fn commit(&self, b: &Batch, work: Vec<Work>) -> Result<(), ServiceError> {
         let b = b.clone();
-        self.store
+        let issued = self
+            .store
             .write(move |tx| {
                 let now = store::now();
                 let (mut issued, mut failed) = (0i64, 0i64);
@@ -513,9 +514,12 @@ impl Engine {
                 if issued > 0 {
                     batch_store::count_day(tx, &b.organization_id, now, 0, issued)?;
                 }
-                Ok::<_, ServiceError>(())
+                Ok::<_, ServiceError>(issued)
             })
-            .await
+            .await?;
+        // Counted once committed: a chunk that rolled back issued nothing.
+        crate::metrics::global().batch_devices_issued(u64::try_from(issued).unwrap_or(0));
+        Ok(())
     }
 
     /// Every device still PENDING fails with `error`.

