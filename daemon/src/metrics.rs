@@ -387,7 +387,9 @@ mod tests {
     use super::*;
 
     /// One sample line of the text format: name, labels, value.
-    fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    fn samples(text: &str) -> Vec<Sample> {
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
             let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
@@ -562,5 +564,23 @@ mod tests {
     fn global_is_one_registry() {
         assert!(std::ptr::eq(global(), global()));
         assert!(global().render().contains("cardhsm_build_info"));
+    }
+}
+#[cfg(test)]
+mod tmp_measure {
+    #[test]
+    fn tmp_measure_cost() {
+        let m = super::global();
+        let n = 1_000_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n { m.pkcs11_call("C_Sign", None); }
+        let a = t.elapsed().as_nanos() as f64 / n as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..n { m.observe_request("grpc", "/cardhsm.v1.CardService/ListCards", "OK", 0.001); }
+        let b = t.elapsed().as_nanos() as f64 / n as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..n { m.pool_wait("pkcs11_session", 0.00001); }
+        let c = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("MEASURE pkcs11_call {a:.0} ns, observe_request {b:.0} ns, pool_wait {c:.0} ns");
     }
 }

@@ -104,7 +104,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 /// A JSON request body. A content type other than JSON is refused (415); a missing one is
 /// taken as JSON, since many scripts send none.
 #[derive(Debug)]
-pub struct JsonBody<T, S>(pub T, PhantomData<fn() -> S>);
+pub struct JsonBody<T, S>(pub T, pub PhantomData<fn() -> S>);
 
 impl<T, S, St> FromRequest<St> for JsonBody<T, S>
 where
@@ -132,7 +132,7 @@ where
 /// A plain-text body (a bare refresh token, a rejection reason), UTF-8, surrounding
 /// whitespace trimmed.
 #[derive(Debug)]
-pub struct TextBody<S>(pub String, PhantomData<fn() -> S>);
+pub struct TextBody<S>(pub String, pub PhantomData<fn() -> S>);
 
 impl<S: ErrorShape, St: Send + Sync> FromRequest<St> for TextBody<S> {
     type Rejection = Failure<S>;
@@ -147,7 +147,7 @@ impl<S: ErrorShape, St: Send + Sync> FromRequest<St> for TextBody<S> {
 /// A query string decoded into `T` (unknown parameters are ignored, as those clients send
 /// extras); a parameter that does not fit is named.
 #[derive(Debug)]
-pub struct QueryOf<T, S>(pub T, PhantomData<fn() -> S>);
+pub struct QueryOf<T, S>(pub T, pub PhantomData<fn() -> S>);
 
 impl<T, S, St> FromRequestParts<St> for QueryOf<T, S>
 where
@@ -166,7 +166,7 @@ where
 
 /// Path parameters decoded into `T`.
 #[derive(Debug)]
-pub struct PathOf<T, S>(pub T, PhantomData<fn() -> S>);
+pub struct PathOf<T, S>(pub T, pub PhantomData<fn() -> S>);
 
 impl<T, S, St> FromRequestParts<St> for PathOf<T, S>
 where

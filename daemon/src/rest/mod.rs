@@ -9,10 +9,15 @@
 //! (`/api/v1/system/...`), `admins` (`/v1/admins`), `platform` (the batch platform's
 //! `/auth` and `/api/v1`), and `meta` (`/openapi.json`, `/metrics`).
 
+mod admins;
+mod appliance;
 pub mod auth;
+mod certstore;
 pub mod error;
 pub mod extract;
+mod icmapi;
 mod meta;
+mod platform;
 
 use crate::service::Services;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -94,13 +99,21 @@ impl utoipa::Modify for SecuritySchemes {
 
 /// Every family's routes, and the OpenAPI document describing exactly them.
 fn routes() -> (axum::Router<Services>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(meta::routes()).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(meta::routes())
+        .merge(icmapi::routes())
+        .merge(certstore::routes())
+        .merge(appliance::routes())
+        .merge(admins::routes())
+        .merge(platform::routes())
+        .split_for_parts()
 }
 
 /// Every family's authorization rules (the tests check them against the document).
 #[cfg(test)]
 fn all_rules() -> Vec<auth::Rule> {
-    [meta::RULES].concat()
+    [meta::RULES, icmapi::RULES, certstore::RULES, appliance::RULES, admins::RULES, &platform::rules()]
+        .concat()
 }
 
 /// The OpenAPI document (for tests and tooling that want it without a running server).

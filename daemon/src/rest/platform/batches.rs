@@ -1,0 +1,13 @@
+//! Batch platform batch routes (`/api/v1/batches...`), on the batch service.
+
+use super::super::Routes;
+use super::super::auth::{Rule, guarded};
+use super::super::error::PlainShape;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Which gRPC method each route mirrors (see [`crate::rest::auth::Rule`]).
+pub const RULES: &[Rule] = &[];
+
+pub fn routes() -> Routes {
+    guarded::<PlainShape>(OpenApiRouter::new(), RULES)
+}
