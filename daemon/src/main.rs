@@ -40,6 +40,15 @@ fn main() -> ExitCode {
     }
     init_logging(&config);
     cardhsmd::service::system::set_config_path(args.config.as_deref());
+    if let Some(restore) =
+        cardhsmd::service::system::interrupted_restore(&config.store.path, args.config.as_deref())
+    {
+        tracing::warn!("finishing a restore staged before the daemon last stopped");
+        let e = restore.apply_and_exec();
+        tracing::error!(error = %e, "applying the restored store and configuration failed");
+        eprintln!("cardhsmd: restore: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -318,7 +318,10 @@ async fn export_then_normal_import_into_a_daemon_on_copied_tokens_restores_every
     let card = env.card_serials[0].clone();
     let mut daemon = Daemon::start_with(
         &env,
-        &format!("[server]\ngrpc_listen = \"127.0.0.1:{port}\"\nrest_listen = \"127.0.0.1:0\"\n{}", card_token(&env, &card)),
+        &format!(
+            "[server]\ngrpc_listen = \"127.0.0.1:{port}\"\nrest_listen = \"127.0.0.1:0\"\n{}",
+            card_token(&env, &card)
+        ),
     )
     .await
     .expect("daemon B");
@@ -517,4 +520,55 @@ async fn cli_info_health_export_and_import() {
     let users = api.users.list_users(pb::ListUsersRequest::default()).await.expect("users").into_inner();
     let names: Vec<&str> = users.users.iter().map(|u| u.username.as_str()).collect();
     assert!(names.contains(&"admin") && !names.contains(&"bobby"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_staged_before_the_daemon_died_is_finished_at_its_next_start() {
+    // The source: a store with a user the target does not have.
+    let src_env = TestEnv::new(0).expect("env");
+    let mut src = Daemon::start(&src_env).await.expect("source daemon");
+    let mut api = api_as(&src.endpoint, "admin", ADMIN_PASSWORD).await;
+    let carol = api
+        .users
+        .create_user(pb::CreateUserRequest {
+            username: "carol_restored".into(),
+            password: USER_PASSWORD.into(),
+            roles: vec![pb::Role::Operator as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("user")
+        .into_inner();
+    src.stop().await;
+
+    // The target stopped after an import had staged its files but before it restarted (as
+    // a SIGKILL between ImportConfiguration's answer and the restart would leave it).
+    let env = TestEnv::new(0).expect("env");
+    let mut daemon = Daemon::start(&env).await.expect("target daemon");
+    daemon.stop().await;
+    let staged_store = format!("{}.import", env.store_path().display());
+    rusqlite::Connection::open(src_env.store_path())
+        .expect("source store")
+        .execute("VACUUM INTO ?1", [&staged_store])
+        .expect("stage the store");
+    let config = std::fs::read_to_string(env.config_path()).expect("config");
+    let staged_config = format!("{}.import", env.config_path().display());
+    std::fs::write(&staged_config, format!("{config}\n# restored configuration\n")).expect("stage config");
+
+    daemon.start_again().await.expect("the daemon starts and finishes the restore");
+    let mut api = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let user = api
+        .users
+        .get_user(pb::GetUserRequest { id: carol.id.clone(), ..Default::default() })
+        .await
+        .expect("the restored store's user is there")
+        .into_inner();
+    assert_eq!(user.username, "carol_restored");
+    assert!(std::fs::read_to_string(env.config_path()).expect("config").contains("# restored configuration"));
+    assert!(!Path::new(&staged_store).exists() && !Path::new(&staged_config).exists(), "nothing left staged");
+    assert!(
+        daemon.log().contains("finishing a restore staged before the daemon last stopped"),
+        "{}",
+        daemon.log()
+    );
 }

@@ -121,6 +121,14 @@ impl StagedRestore {
     }
 
     fn apply(&self) -> std::io::Result<()> {
+        // A restart interrupted after the store's rename finds only the configuration staged.
+        if self.staged_store.exists() {
+            self.apply_store()?;
+        }
+        std::fs::rename(&self.staged_config, &self.config_path)
+    }
+
+    fn apply_store(&self) -> std::io::Result<()> {
         let sql = |e: rusqlite::Error| std::io::Error::other(e.to_string());
         // Fold the old store's WAL into it and empty it, so no frame of the old database can
         // be replayed onto the new file that takes its name.
@@ -135,9 +143,33 @@ impl StagedRestore {
             p.push(suffix);
             let _ = std::fs::remove_file(PathBuf::from(p));
         }
-        std::fs::rename(&self.staged_config, &self.config_path)?;
         Ok(())
     }
+}
+
+/// At start-up, before anything opens the store: a restore left half-done by a daemon that
+/// stopped (killed, host lost) between an import's answer and its restart. The configuration
+/// is staged last and atomically, so a staged configuration means the staging was complete
+/// and the import answered: the restore is finished (apply and restart), as the client was
+/// told it would be. A staged store alone is an import that failed midway: it is removed.
+pub fn interrupted_restore(store_path: &Path, config_path: Option<&Path>) -> Option<StagedRestore> {
+    let config_path = std::path::absolute(config_path?).ok()?;
+    let staged_store = sibling(store_path, ".import");
+    let staged_config = sibling(&config_path, ".import");
+    if staged_config.exists() {
+        return Some(StagedRestore {
+            staged_store,
+            store_path: store_path.to_path_buf(),
+            staged_config,
+            config_path,
+        });
+    }
+    if staged_store.exists() {
+        tracing::warn!(path = %staged_store.display(), "removing the store of an import that never completed");
+        let _ = std::fs::remove_file(&staged_store);
+        let _ = std::fs::remove_file(sibling(&staged_store, "-journal"));
+    }
+    None
 }
 
 #[derive(Debug)]
@@ -406,8 +438,13 @@ impl SystemService {
         );
         let (s, c) = (staged_store.clone(), staged_config.clone());
         let staged = tokio::task::spawn_blocking(move || {
+            // The configuration is staged last and atomically (written beside, renamed): a
+            // staged configuration therefore means a complete staging, which is what the
+            // start-up recovery ([`interrupted_restore`]) relies on.
             let r = write_staged(&s, &contents.store, &who, detail).and_then(|()| {
-                write_file(&c, new_config.as_bytes())
+                let tmp = sibling(&c, ".tmp");
+                write_file(&tmp, new_config.as_bytes())
+                    .and_then(|()| std::fs::rename(&tmp, &c))
                     .map_err(|e| ServiceError::Internal(format!("writing {}: {e}", c.display())))
             });
             if r.is_err() {
@@ -538,6 +575,27 @@ fn merge_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_staged_configuration_finishes_the_restore_and_a_lone_staged_store_is_dropped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, config) = (dir.path().join("db.sqlite3"), dir.path().join("cardhsm.toml"));
+        std::fs::write(&config, "old").expect("config");
+        assert!(interrupted_restore(&store, Some(&config)).is_none(), "nothing staged");
+
+        // An import that failed after staging the store: the leftover goes.
+        std::fs::write(sibling(&store, ".import"), "half").expect("staged store");
+        assert!(interrupted_restore(&store, Some(&config)).is_none());
+        assert!(!sibling(&store, ".import").exists(), "the lone staged store was removed");
+
+        // Interrupted after the store's rename: only the configuration is left to switch.
+        std::fs::write(sibling(&config, ".import"), "new").expect("staged config");
+        let restore = interrupted_restore(&store, Some(&config)).expect("a restore to finish");
+        restore.apply().expect("apply");
+        assert_eq!(std::fs::read_to_string(&config).expect("config"), "new");
+        assert!(!sibling(&config, ".import").exists());
+        assert!(interrupted_restore(&store, None).is_none(), "no configuration file, nothing to restore");
+    }
 
     #[test]
     fn normal_keeps_the_running_server_section_and_full_takes_the_archives() {
