@@ -103,3 +103,88 @@ async fn metrics_are_prometheus_text_open_without_a_credential() {
     let count: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
     assert!(count >= 2.0, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_and_api_keys_as_basic_users_authenticate_and_bad_credentials_are_refused() {
+    let env = TestEnv::new(0).expect("env");
+    let daemon = Daemon::start_with(&env, "[[auth.realms]]\nname = \"automation\"\nroles = [\"ADMIN\"]\n")
+        .await
+        .expect("daemon");
+    let token = support::login(&daemon.endpoint, "admin", cardhsm_tests::ADMIN_PASSWORD).await.access_token;
+    let mut api = support::api(&daemon.endpoint, Some(token.clone())).await;
+    let key = api
+        .auth
+        .realm_auth(cardhsm_proto::v1::RealmAuthRequest {
+            realm: "automation".into(),
+            username: "admin".into(),
+            password: cardhsm_tests::ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect("an API key")
+        .into_inner()
+        .api_key;
+    let rest = Rest::new(&daemon).await;
+    let cards = "/icmapi/user/getcards?name=nobody@corp.example";
+
+    // Each credential reaches the route: an empty list for a user without cards.
+    for auth in [Auth::Bearer(token.clone()), Auth::ApiKey(key.clone())] {
+        let reply = rest.with(auth.clone()).get(cards).await.expect(200);
+        assert_eq!(reply.body, serde_json::json!([]), "{auth:?}");
+    }
+    // Refused, in the family's shape and with a challenge: a forged token, a password on
+    // Basic (only API keys go there), a revoked key's look-alike, an unknown scheme.
+    let basic = |user: &str, pw: &str| {
+        use base64::Engine;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}")))
+    };
+    let forged_key = format!("{}x", key);
+    for auth in [
+        Auth::Bearer(format!("{token}x")),
+        Auth::Header(basic("admin", cardhsm_tests::ADMIN_PASSWORD)),
+        Auth::ApiKey(forged_key),
+        Auth::Header("Digest username=admin".into()),
+        Auth::Header("Bearer".into()),
+    ] {
+        let reply = rest.with(auth.clone()).get(cards).await.expect(401);
+        assert_eq!(reply.body["status"], 401, "{auth:?}: {:?}", reply.body);
+        assert!(reply.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{auth:?}");
+        assert!(reply.headers.contains_key("www-authenticate"), "{auth:?}");
+        // The secret never comes back in the answer.
+        assert!(!reply.text().contains(&token) && !reply.text().contains(&key), "{auth:?}");
+    }
+    // A public route takes any credential without looking at it.
+    let reply = rest.with(Auth::ApiKey(key.clone())).get("/metrics").await.expect(200);
+    assert!(reply.text().contains("cardhsm_requests_total"), "{}", reply.text());
+    // A request id is echoed, or made when none came.
+    let reply = rest.with(Auth::Bearer(token)).get(cards).await.expect(200);
+    assert!(reply.headers.get("x-request-id").is_some_and(|v| !v.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_a_client_certificate_that_is_no_administrators_needs_a_token() {
+    let env = TestEnv::new(0).expect("env");
+    let pki = support::mtls::Pki::new(&env);
+    let daemon = support::mtls::start_mtls(&env, &pki, "").await;
+    let rest = Rest::with_client_certificate(&daemon, &pki, "boot").await;
+    assert!(rest.base.starts_with("https://"), "{}", rest.base);
+    let cards = "/icmapi/user/getcards?name=nobody@corp.example";
+    let refused = rest.get(cards).await.expect(401);
+    assert!(
+        refused.body["message"].as_str().is_some_and(|m| m.contains("certificate")),
+        "{:?}",
+        refused.body
+    );
+
+    let channel = support::mtls::connect(&daemon, &pki, "boot").await;
+    let mut auth = cardhsm_proto::v1::auth_service_client::AuthServiceClient::new(channel);
+    let token = auth
+        .login(cardhsm_proto::v1::LoginRequest {
+            username: "admin".into(),
+            password: cardhsm_tests::ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect("login over TLS")
+        .into_inner()
+        .access_token;
+    rest.bearer(&token).get(cards).await.expect(200);
+}
