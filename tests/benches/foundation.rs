@@ -2,6 +2,8 @@
 //!  (a) ListCards requests/s and p50/p99 latency at concurrency 1 and 32 over loopback against
 //!      the real cardhsmd with 10,000 cards in its store, next to the gRPC health check (the
 //!      same server stack with no auth and no store) as the same-run baseline;
+//!  (a') the same reads through the REST shim (GET /icmapi/user/getcards, HTTP/1.1 keep-alive),
+//!      with gRPC ListCards of the same run as the baseline: the shim's cost;
 //!  (b) ECDSA P-256 signatures/s through the token layer's session pool with 1 and 2 threads,
 //!      next to raw cryptoki calls on the same SoftHSM token in the same run, as a ratio.
 //!
@@ -82,6 +84,19 @@ async fn list_cards_bench(env: &TestEnv, phase: Duration) -> anyhow::Result<()> 
         }
         println!("    ListCards / baseline at concurrency {concurrency}: {:.2}", list.rps / base.rps);
     }
+    println!("\n(a') the same reads through the REST shim, gRPC ListCards of this run as the baseline");
+    println!("    {:<28} {:>5} {:>12} {:>10} {:>10}", "call", "conc", "requests/s", "p50 ms", "p99 ms");
+    for concurrency in [1usize, 32] {
+        let grpc = load(&daemon.endpoint, &token, concurrency, phase, Call::ListCards).await?;
+        let rest = rest_load(&daemon.rest_url, &token, concurrency, phase).await?;
+        for (name, r) in [("gRPC ListCards (baseline)", &grpc), ("REST getcards", &rest)] {
+            println!(
+                "    {:<28} {:>5} {:>12.0} {:>10.3} {:>10.3}",
+                name, concurrency, r.rps, r.p50_ms, r.p99_ms
+            );
+        }
+        println!("    REST / gRPC at concurrency {concurrency}: {:.2}", rest.rps / grpc.rps);
+    }
     daemon.stop().await;
     Ok(())
 }
@@ -109,6 +124,74 @@ fn seed_cards(db: &std::path::Path) -> anyhow::Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Like [`load`], through the REST shim: GET /icmapi/user/getcards with the bearer token,
+/// over one keep-alive HTTP/1.1 client pool.
+async fn rest_load(
+    base: &str,
+    token: &str,
+    concurrency: usize,
+    phase: Duration,
+) -> anyhow::Result<LoadResult> {
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let warmup = Duration::from_millis(500);
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let (http, stop) = (http.clone(), stop.clone());
+        let (base, bearer) = (base.to_owned(), format!("Bearer {token}"));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let started = Instant::now();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let owner = format!("user{}@corp.example", (i * 7919 + n) % OWNERS);
+                let reply = http
+                    .get(format!("{base}/icmapi/user/getcards"))
+                    .query(&[("name", owner)])
+                    .header("authorization", &bearer)
+                    .send()
+                    .await?;
+                anyhow::ensure!(reply.status().is_success(), "a benchmark call failed: {}", reply.status());
+                let cards: Vec<serde_json::Value> = reply.json().await?;
+                anyhow::ensure!(cards.len() == CARDS / OWNERS, "a page of {} cards", cards.len());
+                n += 1;
+                if started.elapsed() > warmup {
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+            }
+            Ok(lat)
+        }));
+    }
+    tokio::time::sleep(warmup + phase).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(summarise(all, phase))
+}
+
+fn summarise(mut all: Vec<u32>, phase: Duration) -> LoadResult {
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
+    LoadResult {
+        rps: all.len() as f64 / phase.as_secs_f64(),
+        p50_ms: pct(0.50) as f64 / 1000.0,
+        p99_ms: pct(0.99) as f64 / 1000.0,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -187,15 +270,7 @@ async fn load(
     for t in tasks {
         all.extend(t.await??);
     }
-    all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0)
-    };
-    Ok(LoadResult {
-        rps: all.len() as f64 / phase.as_secs_f64(),
-        p50_ms: pct(0.50) as f64 / 1000.0,
-        p99_ms: pct(0.99) as f64 / 1000.0,
-    })
+    Ok(summarise(all, phase))
 }
 
 // ---------------------------------------------------------------------------------------- (b)
