@@ -385,6 +385,7 @@ impl Drop for ObservedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
 
     /// One sample line of the text format: name, labels, value.
     type Sample = (String, Vec<(String, String)>, f64);
@@ -560,27 +561,92 @@ mod tests {
         assert_eq!(grpc_status_name(b"garbage"), "UNKNOWN");
     }
 
+    /// A response body: one data frame, then trailers carrying `grpc-status` (if any).
+    #[derive(Debug)]
+    struct TestBody {
+        frames: Vec<http_body::Frame<bytes::Bytes>>,
+    }
+
+    impl http_body::Body for TestBody {
+        type Data = bytes::Bytes;
+        type Error = tonic::Status;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            let this = self.get_mut();
+            Poll::Ready(if this.frames.is_empty() { None } else { Some(Ok(this.frames.remove(0))) })
+        }
+    }
+
+    fn streamed(status: &'static str) -> http::Response<tonic::body::Body> {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+        let frames = vec![
+            http_body::Frame::data(bytes::Bytes::from_static(b"\0\0\0\0\0")),
+            http_body::Frame::trailers(trailers),
+        ];
+        http::Response::new(tonic::body::Body::new(TestBody { frames }))
+    }
+
+    async fn drain(response: http::Response<tonic::body::Body>) -> usize {
+        let mut body = response.into_body();
+        let mut frames = 0;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            frame.expect("frame");
+            frames += 1;
+        }
+        frames
+    }
+
+    fn global_requests(method: &str, code: &str) -> Option<f64> {
+        value(
+            &global().render(),
+            "cardhsm_requests_total",
+            &[("protocol", "grpc"), ("method", method), ("code", code)],
+        )
+    }
+
+    // Each of the next tests uses its own method: they share the process-global registry.
+
+    #[tokio::test]
+    async fn a_status_in_the_headers_is_recorded_at_once() {
+        let method = "/grpc.health.v1.Health/Check";
+        let response = tonic::Status::not_found("nothing").into_http::<tonic::body::Body>();
+        let response = observe_grpc(method, Instant::now(), response);
+        assert_eq!(global_requests(method, "NOT_FOUND"), Some(1.0));
+        drain(response).await;
+        assert_eq!(global_requests(method, "NOT_FOUND"), Some(1.0), "recorded once");
+    }
+
+    #[tokio::test]
+    async fn a_status_in_the_trailers_is_recorded_when_they_pass() {
+        let method = "/cardhsm.v1.BatchService/DownloadBatch";
+        let response = observe_grpc(method, Instant::now(), streamed("13"));
+        assert_eq!(global_requests(method, "INTERNAL"), None, "not before the trailers");
+        assert_eq!(drain(response).await, 2, "the frames pass through unchanged");
+        assert_eq!(global_requests(method, "INTERNAL"), Some(1.0));
+        let response = observe_grpc(method, Instant::now(), streamed("0"));
+        drain(response).await;
+        assert_eq!(global_requests(method, "OK"), Some(1.0));
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_trailers_is_cancelled() {
+        let method = "/grpc.health.v1.Health/Watch";
+        let response = observe_grpc(method, Instant::now(), streamed("0"));
+        let mut body = response.into_body();
+        let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(first.is_some_and(|f| f.is_ok_and(|f| f.is_data())));
+        drop(body);
+        assert_eq!(global_requests(method, "CANCELLED"), Some(1.0));
+        assert_eq!(global_requests(method, "OK"), None);
+    }
+
     #[test]
     fn global_is_one_registry() {
         assert!(std::ptr::eq(global(), global()));
         assert!(global().render().contains("cardhsm_build_info"));
-    }
-}
-#[cfg(test)]
-mod tmp_measure {
-    #[test]
-    fn tmp_measure_cost() {
-        let m = super::global();
-        let n = 1_000_000;
-        let t = std::time::Instant::now();
-        for _ in 0..n { m.pkcs11_call("C_Sign", None); }
-        let a = t.elapsed().as_nanos() as f64 / n as f64;
-        let t = std::time::Instant::now();
-        for _ in 0..n { m.observe_request("grpc", "/cardhsm.v1.CardService/ListCards", "OK", 0.001); }
-        let b = t.elapsed().as_nanos() as f64 / n as f64;
-        let t = std::time::Instant::now();
-        for _ in 0..n { m.pool_wait("pkcs11_session", 0.00001); }
-        let c = t.elapsed().as_nanos() as f64 / n as f64;
-        println!("MEASURE pkcs11_call {a:.0} ns, observe_request {b:.0} ns, pool_wait {c:.0} ns");
     }
 }
