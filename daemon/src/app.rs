@@ -93,12 +93,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     batches.start().await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let (signal_batches, restart) = (batches.clone(), services.system.clone());
+    // Reader watch streams never end by themselves; the servers' drain would wait for them.
+    let readers = services.readers.clone();
     tokio::spawn(async move {
         tokio::select! {
             () = shutdown_signal() => {}
             () = restart.restart_requested() => {}
         }
         signal_batches.stop();
+        readers.close_watches();
         stop.send_replace(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -7,11 +7,11 @@
 //! CHANNELID and "Virtual PCD 00 01" on CHANNELID + 1, and when either port cannot be bound
 //! pcscd drops the whole entry — both slots — and never tries again: a test then waits in vain
 //! for its reader and card. A port from `bind(0)` is no good: its neighbour is an even port of
-//! the ephemeral range, which the kernel gives every outgoing connection (and its TIME_WAIT),
-//! and a busy suite holds thousands. So each pcscd gets a pair from below the ephemeral range,
-//! which neither `connect()` nor `bind(0)` ever hands out, held against the other test
-//! processes by a lock file for as long as the [`Pcscd`] lives (restarts included), and a
-//! start checks that pcscd really listens on both.
+//! the ephemeral range, the kind the kernel gives outgoing connections (held a minute longer in
+//! TIME_WAIT), so any test's connection may hold it. So each pcscd gets a pair from below that
+//! range, which neither `connect()` nor `bind(0)` ever hands out, held against the other test
+//! processes by a lock file for as long as the [`Pcscd`] lives (restarts included), and a start
+//! checks that pcscd really listens on both.
 
 use anyhow::{Context, bail};
 use std::collections::BTreeSet;
@@ -44,8 +44,11 @@ pub struct Pcscd {
     pub log_path: PathBuf,
 }
 
-/// The lowest port a vpcd pair may take.
-const PORT_FLOOR: u16 = 10000;
+/// The lowest port a vpcd pair may take, and how many pairs (from there up, outside the
+/// ephemeral range) the tests share: a test needs one while its pcscd lives, and each pair has
+/// a lock file, so the pool stays small.
+const PORT_FLOOR: u16 = 20000;
+const PORT_PAIRS: usize = 256;
 /// How many port pairs a start tries when pcscd cannot listen on the one it was given.
 const START_ATTEMPTS: usize = 3;
 
@@ -67,7 +70,7 @@ fn reserve_port_pair() -> anyhow::Result<(u16, File)> {
     let (low, high) = ephemeral_range();
     let below = (PORT_FLOOR..low.saturating_sub(1)).step_by(2);
     let above = (high.saturating_add(1).max(PORT_FLOOR)..u16::MAX).step_by(2);
-    let candidates: Vec<u16> = below.chain(above).collect();
+    let candidates: Vec<u16> = below.chain(above).take(PORT_PAIRS).collect();
     if candidates.is_empty() {
         bail!("no port pair outside the ephemeral range {low}-{high} for vpcd");
     }

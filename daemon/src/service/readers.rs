@@ -6,7 +6,7 @@ use super::ServiceError;
 use crate::reader::piv::{self, PivError, PivSlot};
 use crate::reader::{ReaderEvent, ReaderEventKind, ReaderInfo, ReaderMonitor};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
 /// How many events a watch stream buffers for a slow client.
@@ -16,6 +16,9 @@ const WATCH_BUFFER: usize = 64;
 pub struct ReaderService {
     /// None when `[readers] enabled = false`.
     monitor: Option<ReaderMonitor>,
+    /// Set when the daemon stops: watch streams end, since a graceful shutdown waits for every
+    /// open call and a watch never ends by itself.
+    closing: watch::Sender<bool>,
 }
 
 impl ReaderService {
@@ -29,7 +32,12 @@ impl ReaderService {
         } else {
             None
         };
-        Ok(ReaderService { monitor })
+        Ok(ReaderService { monitor, closing: watch::Sender::new(false) })
+    }
+
+    /// The daemon is stopping: ends every watch stream (cleanly, as if the watcher hung up).
+    pub fn close_watches(&self) {
+        self.closing.send_replace(true);
     }
 
     fn monitor(&self) -> Result<&ReaderMonitor, ServiceError> {
@@ -142,7 +150,8 @@ impl ReaderService {
     pub fn watch(&self) -> Result<mpsc::Receiver<Result<ReaderEvent, ServiceError>>, ServiceError> {
         let (snapshot, mut rx) = self.monitor()?.subscribe();
         let (tx, out) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(async move {
+        let mut closing = self.closing.subscribe();
+        let forward = async move {
             for r in snapshot {
                 let added = ReaderEvent {
                     kind: ReaderEventKind::ReaderAdded,
@@ -179,6 +188,14 @@ impl ReaderService {
                 if tx.send(next).await.is_err() || stop {
                     return;
                 }
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = forward => {}
+                // Closing (or the service gone): dropping `forward` drops the sender, which
+                // ends the stream.
+                _ = closing.wait_for(|c| *c) => {}
             }
         });
         Ok(out)
