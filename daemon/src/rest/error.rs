@@ -198,12 +198,19 @@ impl CertShape {
 
 impl ErrorShape for CertShape {
     fn body(_status: StatusCode, problem: &Problem) -> Value {
+        // `param` already names the field: the description is what is wrong with it
+        // ("invalid certificate: ..."), as the device API words it.
+        let description = problem
+            .field
+            .as_deref()
+            .and_then(|f| problem.message.strip_prefix(&format!("invalid {f}: ")))
+            .unwrap_or(&problem.message);
         json!({
             "success": false,
             "error": {
                 "code": CertShape::code(problem),
                 "param": problem.field.clone().unwrap_or_default(),
-                "description": problem.message,
+                "description": description,
             }
         })
     }

@@ -185,13 +185,24 @@ where
     }
 }
 
-/// One part of a multipart form, read whole (the body limit bounds it).
-#[derive(Debug)]
+/// One part of a multipart form, read whole (the body limit bounds it). Parts carry keys and
+/// passwords: Debug shows only the name, file name, type and size.
 pub struct Part {
     pub name: String,
     pub file_name: Option<String>,
     pub content_type: Option<String>,
     pub data: Bytes,
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Part")
+            .field("name", &self.name)
+            .field("file_name", &self.file_name)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// A multipart/form-data body, every part read.

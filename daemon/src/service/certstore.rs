@@ -105,6 +105,20 @@ pub struct CsrRequest {
     pub rsa_bits: u32,
 }
 
+/// Which certificates of a token a request addresses: those stored with their private key
+/// (the device API's "user" certificates) or those stored alone (its "ca" certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    WithPrivateKey,
+    CertificateOnly,
+}
+
+impl Holding {
+    fn holds(self, c: &StoredCertificate) -> bool {
+        c.has_private_key == (self == Holding::WithPrivateKey)
+    }
+}
+
 /// What DeleteCertificateBySubject deleted.
 #[derive(Debug, Clone, Default)]
 pub struct DeletedBySubject {
@@ -254,6 +268,55 @@ fn put_with_audit(
     Ok(())
 }
 
+/// An import's row and audit record, in the caller's transaction; the row of the other
+/// certificate it replaced (`gone`) leaves with it.
+fn record_import(
+    tx: &rusqlite::Transaction<'_>,
+    who: &str,
+    row: &TokenCertificateRecord,
+    gone: Option<&str>,
+    detail: String,
+) -> Result<(), ServiceError> {
+    if let Some(old) = gone {
+        cert_rows::delete(tx, &row.token_serial, old)?;
+    }
+    put_with_audit(tx, who, row, "token_certificate.import", detail)
+}
+
+/// The CKA_ID a caller chose (hex, at most [`MAX_ID_BYTES`]), or None when they chose none.
+fn chosen_id(id: &str) -> Result<Option<Vec<u8>>, ServiceError> {
+    if id.trim().is_empty() {
+        return Ok(None);
+    }
+    let id = decode_hex(id)
+        .ok_or_else(|| ServiceError::invalid("id", "is not hexadecimal (the CKA_ID in hex)"))?;
+    if id.len() > MAX_ID_BYTES {
+        return Err(ServiceError::invalid("id", format!("is longer than {MAX_ID_BYTES} bytes")));
+    }
+    Ok(Some(id))
+}
+
+/// The fingerprint of the one certificate other than `fingerprint` an import replaces (the
+/// one under its id), or None. An import that would replace two is refused on `id`.
+fn other_replaced(
+    replaced: &[&StoredCertificate],
+    fingerprint: &str,
+) -> Result<Option<String>, ServiceError> {
+    let others: BTreeSet<&str> =
+        replaced.iter().map(|c| c.cert.sha1_fingerprint.as_str()).filter(|f| *f != fingerprint).collect();
+    if others.len() > 1 {
+        return Err(ServiceError::invalid(
+            "id",
+            format!(
+                "importing under this id would replace {} certificates ({}): delete one first",
+                others.len(),
+                others.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(others.into_iter().next().map(str::to_owned))
+}
+
 /// CKA_LABEL when the caller gave none: the subject CN, else the start of the fingerprint.
 fn default_label(cert: &pki::ParsedCertificate) -> String {
     pki::common_name(&cert.subject)
@@ -356,9 +419,21 @@ impl CertStoreService {
     /// ListCertificates: every certificate on the token, or those `id` names (NOT_FOUND when
     /// none does).
     pub async fn list(&self, token: &str, id: &str) -> Result<Vec<StoredCertificate>, ServiceError> {
+        self.list_holding(token, id, None).await
+    }
+
+    /// ListCertificates restricted to one [`Holding`] (None: every certificate): the device
+    /// API's "user" and "ca" stores are the two halves of one token.
+    pub async fn list_holding(
+        &self,
+        token: &str,
+        id: &str,
+        holding: Option<Holding>,
+    ) -> Result<Vec<StoredCertificate>, ServiceError> {
         let wanted = if id.trim().is_empty() { None } else { Some(selector("id", id)?) };
         let serial = self.resolve_token(token).await?;
-        let all = self.certificates(&serial).await?;
+        let mut all = self.certificates(&serial).await?;
+        all.retain(|c| holding.is_none_or(|h| h.holds(c)));
         match wanted {
             None => Ok(all),
             Some(sel) => {
@@ -392,16 +467,10 @@ impl CertStoreService {
                 "does not match the certificate (their public keys differ)",
             ));
         }
-        let id = if req.id.trim().is_empty() {
+        let id = match chosen_id(&req.id)? {
+            Some(id) => id,
             // The common PKCS#11 convention; the same certificate always lands on the same id.
-            pki::key_identifier(key.public_key_spki_der()).map_err(pki_internal)?
-        } else {
-            let id = decode_hex(&req.id)
-                .ok_or_else(|| ServiceError::invalid("id", "is not hexadecimal (the CKA_ID in hex)"))?;
-            if id.len() > MAX_ID_BYTES {
-                return Err(ServiceError::invalid("id", format!("is longer than {MAX_ID_BYTES} bytes")));
-            }
-            id
+            None => pki::key_identifier(key.public_key_spki_der()).map_err(pki_internal)?,
         };
         let label = match validate::text("label", &req.label, MAX_LABEL_CHARS)? {
             l if l.is_empty() => default_label(&cert),
@@ -428,22 +497,8 @@ impl CertStoreService {
                 p.cert.sha1_fingerprint
             )));
         }
-        let replaced_fps: BTreeSet<&str> = replaced
-            .iter()
-            .map(|c| c.cert.sha1_fingerprint.as_str())
-            .filter(|f| *f != cert.sha1_fingerprint)
-            .collect();
+        let other_fp = other_replaced(&replaced, &cert.sha1_fingerprint)?;
         let mut old_ids: BTreeSet<Vec<u8>> = replaced.iter().map(|c| c.id.clone()).collect();
-        if replaced_fps.len() > 1 {
-            return Err(ServiceError::invalid(
-                "id",
-                format!(
-                    "importing under this id would replace {} certificates ({}): delete one first",
-                    replaced_fps.len(),
-                    replaced_fps.iter().copied().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
         let (key_serial, key_id) = (serial.clone(), id.clone());
         let pending = self
             .store
@@ -494,7 +549,6 @@ impl CertStoreService {
             return Err(lost(e.into()));
         }
         // Another certificate under the id, or else this very certificate imported again.
-        let other_fp = replaced_fps.iter().next().map(|f| (*f).to_owned());
         let replaced_fp =
             other_fp.clone().or_else(|| (!replaced.is_empty()).then(|| cert.sha1_fingerprint.clone()));
         let record = TokenCertificateRecord {
@@ -519,15 +573,8 @@ impl CertStoreService {
         })
         .to_string();
         let (row, gone) = (record.clone(), other_fp);
-        let written = self
-            .store
-            .write(move |tx| {
-                if let Some(old) = &gone {
-                    cert_rows::delete(tx, &row.token_serial, old)?;
-                }
-                put_with_audit(tx, &who, &row, "token_certificate.import", detail)
-            })
-            .await;
+        let written =
+            self.store.write(move |tx| record_import(tx, &who, &row, gone.as_deref(), detail)).await;
         if let Err(e) = written {
             self.undo(&serial, &id, true).await;
             return Err(lost(e));
@@ -540,6 +587,101 @@ impl CertStoreService {
                 protected: record.protected,
                 system_use_only: record.system_use_only,
                 has_private_key: true,
+                source: Some(CertificateSource::Import),
+            },
+            replaced: replaced_fp,
+        })
+    }
+
+    /// ImportCertificate without a private key (a CA certificate the token should trust): the
+    /// certificate object alone, under `id` (hex; default the key identifier of its public
+    /// key). It may replace only another key-less certificate: an id or certificate already
+    /// stored with a key pair is refused on `id`, so no key is ever deleted by this import.
+    pub async fn import_certificate_only(
+        &self,
+        actor: &Principal,
+        token: &str,
+        cert: &[u8],
+        id: &str,
+    ) -> Result<Imported, ServiceError> {
+        if cert.is_empty() {
+            return Err(ServiceError::invalid("cert", "is required (a certificate, DER or PEM)"));
+        }
+        validate::upload("cert", cert.len(), self.max_upload_bytes)?;
+        let cert = pki::parse_certificate(cert).map_err(|e| cert_error("cert", e))?;
+        let id = match chosen_id(id)? {
+            Some(id) => id,
+            None => pki::key_identifier(&cert.public_key_der).map_err(|e| cert_error("cert", e))?,
+        };
+        let label = default_label(&cert);
+        let serial = self.resolve_token(token).await?;
+        let _changing = self.write_lock.lock().await;
+        let present = self.certificates(&serial).await?;
+        let replaced: Vec<&StoredCertificate> = present
+            .iter()
+            .filter(|c| c.cert.sha1_fingerprint == cert.sha1_fingerprint || c.id == id)
+            .collect();
+        if let Some(p) = replaced.iter().find(|c| c.protected) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "certificate {} on token {serial} is protected: it cannot be replaced",
+                p.cert.sha1_fingerprint
+            )));
+        }
+        if replaced.iter().any(|c| c.has_private_key) || self.has_key_pair(&serial, &id).await? {
+            return Err(ServiceError::invalid(
+                "id",
+                format!(
+                    "{} is the id of a key pair on the token: a certificate without a key cannot go there",
+                    pki::to_hex(&id)
+                ),
+            ));
+        }
+        let other_fp = other_replaced(&replaced, &cert.sha1_fingerprint)?;
+        let old_ids: BTreeSet<Vec<u8>> = replaced.iter().map(|c| c.id.clone()).collect();
+        for old in &old_ids {
+            self.tokens.delete_certificates(&serial, old.clone()).await?;
+        }
+        let object = certificate_object(&cert, id.clone(), label.clone());
+        self.tokens.create_certificate(&serial, object).await?;
+        let replaced_fp =
+            other_fp.clone().or_else(|| (!replaced.is_empty()).then(|| cert.sha1_fingerprint.clone()));
+        let record = TokenCertificateRecord {
+            token_serial: serial.clone(),
+            fingerprint: cert.sha1_fingerprint.clone(),
+            object_id: id.clone(),
+            source: CertificateSource::Import,
+            protected: false,
+            system_use_only: false,
+            created_at: store::now(),
+        };
+        let who = actor.username.clone();
+        let detail = serde_json::json!({
+            "token": serial,
+            "id": pki::to_hex(&id),
+            "label": label,
+            "subject": cert.subject_dn,
+            "sha256": cert.sha256_fingerprint,
+            "replaced": replaced_fp,
+            "private_key": false,
+        })
+        .to_string();
+        let (row, gone) = (record.clone(), other_fp);
+        let written =
+            self.store.write(move |tx| record_import(tx, &who, &row, gone.as_deref(), detail)).await;
+        if let Err(e) = written {
+            if let Err(undo) = self.tokens.delete_certificates(&serial, id.clone()).await {
+                tracing::warn!(token = %serial, error = %undo, "could not remove a certificate object of a failed request");
+            }
+            return Err(e);
+        }
+        Ok(Imported {
+            certificate: StoredCertificate {
+                cert,
+                id,
+                label,
+                protected: false,
+                system_use_only: false,
+                has_private_key: false,
                 source: Some(CertificateSource::Import),
             },
             replaced: replaced_fp,
@@ -586,11 +728,27 @@ impl CertStoreService {
         token: &str,
         id: &str,
     ) -> Result<Vec<String>, ServiceError> {
+        self.delete_holding(actor, token, id, None).await
+    }
+
+    /// DeleteCertificate restricted to one [`Holding`]: a selector naming only certificates
+    /// of the other half is NOT_FOUND, so the device API's "ca" store never deletes a key.
+    pub async fn delete_holding(
+        &self,
+        actor: &Principal,
+        token: &str,
+        id: &str,
+        holding: Option<Holding>,
+    ) -> Result<Vec<String>, ServiceError> {
         let sel = selector("id", id)?;
         let serial = self.resolve_token(token).await?;
         let _changing = self.write_lock.lock().await;
         let present = self.certificates(&serial).await?;
-        let ids: BTreeSet<&Vec<u8>> = present.iter().filter(|c| c.matches(&sel)).map(|c| &c.id).collect();
+        let ids: BTreeSet<&Vec<u8>> = present
+            .iter()
+            .filter(|c| c.matches(&sel) && holding.is_none_or(|h| h.holds(c)))
+            .map(|c| &c.id)
+            .collect();
         if ids.is_empty() {
             return Err(ServiceError::NotFound(format!("no certificate {sel} on token {serial}")));
         }

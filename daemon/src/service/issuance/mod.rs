@@ -546,7 +546,7 @@ impl IssuanceService {
     }
 
     /// The serial of the token configured with role `daemon`: CA keys live there.
-    async fn daemon_token(&self) -> Result<String, ServiceError> {
+    pub async fn daemon_token(&self) -> Result<String, ServiceError> {
         self.tokens
             .list_tokens()
             .await?
