@@ -357,6 +357,36 @@ mod tests {
         }
     }
 
+    /// utoipa keeps one namespace of component schemas and a later family's schema silently
+    /// replaces an earlier one of the same name: two different types with one name would
+    /// leave a route described wrongly.
+    #[test]
+    fn no_two_families_give_one_schema_name_different_shapes() {
+        let families: Vec<(&str, Routes)> = vec![
+            ("meta", meta::routes()),
+            ("icmapi", icmapi::routes()),
+            ("certstore", certstore::routes()),
+            ("appliance", appliance::routes()),
+            ("admins", admins::routes()),
+            ("platform::auth", platform::auth::routes()),
+            ("platform::batches", platform::batches::routes()),
+            ("platform::certificates", platform::certificates::routes()),
+            ("platform::directory", platform::directory::routes()),
+        ];
+        let mut seen: std::collections::BTreeMap<String, (&str, serde_json::Value)> = Default::default();
+        for (family, routes) in families {
+            let doc = serde_json::to_value(routes.into_openapi()).expect("document");
+            let Some(schemas) = doc["components"]["schemas"].as_object() else { continue };
+            for (name, schema) in schemas {
+                if let Some((other, earlier)) = seen.get(name) {
+                    assert_eq!(earlier, schema, "schema {name} differs between {other} and {family}");
+                } else {
+                    seen.insert(name.clone(), (family, schema.clone()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn no_two_rules_for_one_route() {
         let rules = all_rules();

@@ -487,6 +487,55 @@ impl OrganizationService {
             })
             .await
     }
+
+    /// The organization a balance question is about: the one named (in the caller's scope),
+    /// or, when none is named, the caller's own.
+    async fn named_or_own(
+        &self,
+        actor: &Principal,
+        organization_id: Option<&str>,
+    ) -> Result<String, ServiceError> {
+        match organization_id {
+            Some(id) => {
+                let id = validate::id("organization_id", id)?;
+                check_scope(actor, &id)?;
+                Ok(id)
+            }
+            None => Ok(self.for_current_user(actor).await?.id),
+        }
+    }
+
+    /// One authority assigned to an organization (`None`: the caller's own) with its balance,
+    /// used and available (the platform's balance routes). NOT_FOUND when not assigned.
+    pub async fn authority(
+        &self,
+        actor: &Principal,
+        organization_id: Option<&str>,
+        authority_id: &str,
+    ) -> Result<OrganizationAuthorityView, ServiceError> {
+        let auth_id = validate::id("authority_id", authority_id)?;
+        let org_id = self.named_or_own(actor, organization_id).await?;
+        self.store.read(move |c| existing_assignment(c, &org_id, &auth_id).map(Into::into)).await
+    }
+
+    /// The authorities an organization (`None`: the caller's own) may issue from now, by the
+    /// same checks as creating a batch: its enabled assignments, none while it is inactive.
+    pub async fn allowed_authorities(
+        &self,
+        actor: &Principal,
+        organization_id: Option<&str>,
+    ) -> Result<Vec<OrganizationAuthorityView>, ServiceError> {
+        let org_id = self.named_or_own(actor, organization_id).await?;
+        self.store
+            .read(move |c| {
+                let org = orgs::get(c, &org_id)?.ok_or_else(|| no_organization(&org_id))?;
+                if !org.active {
+                    return Ok(Vec::new());
+                }
+                Ok(orgs::authorities(c, &org_id)?.into_iter().filter(|a| a.enabled).map(Into::into).collect())
+            })
+            .await
+    }
 }
 
 fn no_assignment(authority_id: &str) -> ServiceError {

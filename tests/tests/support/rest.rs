@@ -71,6 +71,8 @@ pub struct Rest {
     pub base: String,
     http: reqwest::Client,
     auth: Auth,
+    /// Extra headers sent with every request.
+    headers: Vec<(String, String)>,
     doc: Arc<Document>,
 }
 
@@ -120,6 +122,7 @@ impl Rest {
             base,
             http,
             auth: Auth::None,
+            headers: Vec::new(),
             doc: Arc::new(Document { doc, validators: Mutex::new(HashMap::new()) }),
         }
     }
@@ -127,6 +130,13 @@ impl Rest {
     /// The same client with other credentials.
     pub fn with(&self, auth: Auth) -> Rest {
         Rest { auth, ..self.clone() }
+    }
+
+    /// The same client sending `name: value` with every request too.
+    pub fn with_header(&self, name: &str, value: &str) -> Rest {
+        let mut headers = self.headers.clone();
+        headers.push((name.to_owned(), value.to_owned()));
+        Rest { headers, ..self.clone() }
     }
 
     /// The same client with a bearer token.
@@ -189,6 +199,9 @@ impl Rest {
             }
             Auth::Header(h) => req.header("authorization", h.as_str()),
         };
+        for (name, value) in &self.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
         req = match body {
             Body::Empty => req,
             Body::Json(v) => req.json(&v),
@@ -299,7 +312,9 @@ impl Rest {
         // The whole document is the root, so `#/components/schemas/...` references resolve;
         // the root `$ref` points at the one schema to check.
         let mut root = self.doc.doc.clone();
-        root["$ref"] = Value::String(format!("#{schema_pointer}"));
+        // A `$ref` is a URI: the braces of a templated path (`{id}`) must be percent-encoded.
+        let fragment = schema_pointer.replace('{', "%7B").replace('}', "%7D");
+        root["$ref"] = Value::String(format!("#{fragment}"));
         root["$schema"] = Value::String("https://json-schema.org/draft/2020-12/schema".into());
         let validator = jsonschema::options()
             .build(&root)
