@@ -296,6 +296,25 @@ fn chosen_id(id: &str) -> Result<Option<Vec<u8>>, ServiceError> {
     Ok(Some(id))
 }
 
+/// The certificates an import of `fingerprint` under `id` replaces (the same certificate, or
+/// whatever is under that id); refused when one of them is protected.
+fn replaceable<'a>(
+    present: &'a [StoredCertificate],
+    fingerprint: &str,
+    id: &[u8],
+    serial: &str,
+) -> Result<Vec<&'a StoredCertificate>, ServiceError> {
+    let replaced: Vec<&StoredCertificate> =
+        present.iter().filter(|c| c.cert.sha1_fingerprint == fingerprint || c.id == id).collect();
+    if let Some(p) = replaced.iter().find(|c| c.protected) {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "certificate {} on token {serial} is protected: it cannot be replaced",
+            p.cert.sha1_fingerprint
+        )));
+    }
+    Ok(replaced)
+}
+
 /// The fingerprint of the one certificate other than `fingerprint` an import replaces (the
 /// one under its id), or None. An import that would replace two is refused on `id`.
 fn other_replaced(
@@ -487,16 +506,7 @@ impl CertStoreService {
         let serial = self.resolve_token(&req.token).await?;
         let _changing = self.write_lock.lock().await;
         let present = self.certificates(&serial).await?;
-        let replaced: Vec<&StoredCertificate> = present
-            .iter()
-            .filter(|c| c.cert.sha1_fingerprint == cert.sha1_fingerprint || c.id == id)
-            .collect();
-        if let Some(p) = replaced.iter().find(|c| c.protected) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "certificate {} on token {serial} is protected: it cannot be replaced",
-                p.cert.sha1_fingerprint
-            )));
-        }
+        let replaced = replaceable(&present, &cert.sha1_fingerprint, &id, &serial)?;
         let other_fp = other_replaced(&replaced, &cert.sha1_fingerprint)?;
         let mut old_ids: BTreeSet<Vec<u8>> = replaced.iter().map(|c| c.id.clone()).collect();
         let (key_serial, key_id) = (serial.clone(), id.clone());
@@ -617,16 +627,7 @@ impl CertStoreService {
         let serial = self.resolve_token(token).await?;
         let _changing = self.write_lock.lock().await;
         let present = self.certificates(&serial).await?;
-        let replaced: Vec<&StoredCertificate> = present
-            .iter()
-            .filter(|c| c.cert.sha1_fingerprint == cert.sha1_fingerprint || c.id == id)
-            .collect();
-        if let Some(p) = replaced.iter().find(|c| c.protected) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "certificate {} on token {serial} is protected: it cannot be replaced",
-                p.cert.sha1_fingerprint
-            )));
-        }
+        let replaced = replaceable(&present, &cert.sha1_fingerprint, &id, &serial)?;
         if replaced.iter().any(|c| c.has_private_key) || self.has_key_pair(&serial, &id).await? {
             return Err(ServiceError::invalid(
                 "id",
