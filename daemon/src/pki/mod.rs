@@ -45,7 +45,7 @@ pub use error::PkiError;
 pub use keys::{
     KeyKind, MAX_RSA_BITS, MIN_RSA_BITS, PublicKey, SignatureAlgorithm, key_identifier, public_key_kind,
 };
-pub use name::{Name, NameParts, common_name, format_name, name_parts, parse_name};
+pub use name::{Name, NameParts, common_name, format_name, format_parts, name_parts, parse_name};
 pub use pem::{
     PEM_CERTIFICATE, PEM_CERTIFICATE_REQUEST, PEM_NEW_CERTIFICATE_REQUEST, PEM_X509_CRL, der_from_pem_or_der,
     looks_like_pem, pem_decode, pem_decode_all, pem_encode, sha1_fingerprint, sha256_fingerprint, to_hex,

@@ -330,6 +330,25 @@ pub fn name_parts(name: &Name) -> NameParts {
     parts
 }
 
+/// The RFC 4514 string of the parts that are set, most specific first (`CN=…,OU=…,O=…,L=…,
+/// ST=…,C=…`), each value escaped: the subject [`parse_name`] takes back, for APIs that send
+/// a subject as separate fields.
+pub fn format_parts(parts: &NameParts) -> String {
+    let keyed = [
+        ("CN", &parts.cn),
+        ("OU", &parts.ou),
+        ("O", &parts.o),
+        ("L", &parts.l),
+        ("ST", &parts.s),
+        ("C", &parts.c),
+    ];
+    keyed
+        .into_iter()
+        .filter_map(|(key, value)| value.as_deref().map(|v| format!("{key}={}", escape_value(v))))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The first CN of a name, if any.
 pub fn common_name(name: &Name) -> Option<String> {
     name.iter().find(|atv| atv.oid == CN).and_then(|atv| attr_text(&atv.value))
@@ -382,6 +401,18 @@ mod tests {
         let a = parse_name("cn = device 1 , o=Acme, S=JM, c=cz").expect("parses");
         let b = parse_name("CN=device 1,O=Acme,ST=JM,C=CZ").expect("parses");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn parts_format_to_a_name_that_parses_back_to_them() {
+        let parts = NameParts {
+            cn: Some("vpn, gateway #1".into()),
+            o: Some("Acme+Co".into()),
+            c: Some("CZ".into()),
+            ..NameParts::default()
+        };
+        let dn = format_parts(&parts);
+        assert_eq!(name_parts(&parse_name(&dn).expect("parses")), parts, "{dn}");
     }
 
     #[test]

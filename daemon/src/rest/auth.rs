@@ -108,21 +108,53 @@ async fn guard<S: ErrorShape>(rules: &'static [Rule], mut req: Request, next: Ne
             }
         }
     };
+    let cap = req.extensions().get::<super::BodyCap>().map_or(0, |c| c.0);
     let mut response = match decided {
         Ok(principal) => {
             if let Some(p) = principal {
                 tracing::Span::current().record("principal", p.username.as_str());
                 req.extensions_mut().insert(p);
             }
-            next.run(req).await
+            next.run(read_body(req, cap).await).await
         }
         Err(failure) => {
             tracing::info!(message = %failure.problem.message, "rejected");
+            // Read what the client sent (within reason) before answering: an answer that
+            // leaves a body unread closes the connection, and the client, still sending,
+            // may see a reset instead of this answer.
+            let _ = axum::body::to_bytes(req.into_body(), cap.min(DRAIN_UNAUTHENTICATED)).await;
             failure.into_response()
         }
     };
     response.extensions_mut().insert(super::RouteLabel(template));
     response
+}
+
+/// At most this much of a refused request's body is read before answering.
+const DRAIN_UNAUTHENTICATED: usize = 1024 * 1024;
+
+/// Reads an admitted request's body (up to `cap`) before the handler runs, so a handler that
+/// refuses on its query or path before looking at the body never leaves it unread on the
+/// connection (see the refusal path above). A body declared larger than `cap` is left to the
+/// extractors, which answer 413 in the family's shape.
+async fn read_body(req: Request, cap: usize) -> Request {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(len) if len <= cap => {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, cap).await {
+                Ok(bytes) => Request::from_parts(parts, axum::body::Body::from(bytes)),
+                // The connection broke mid-body: the handler's extractor sees an empty body
+                // and answers for it; nobody is listening anyway.
+                Err(_) => Request::from_parts(parts, axum::body::Body::empty()),
+            }
+        }
+        _ => req,
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use super::Routes;
 use super::auth::{Rule, guarded};
-use super::error::schema::CertErrorBody;
+use super::error::schema::CertErrorAnswers;
 use super::error::{CertShape, Failure};
 use super::extract::{Caller, Form, QueryOf};
 use crate::pki::{self, NameParts};
@@ -288,8 +288,7 @@ async fn delete(
 #[utoipa::path(get, path = "/api/cert/user", tag = "certstore", params(ListQuery),
     responses(
         (status = 200, description = "The certificates", body = ListReply),
-        (status = "4XX", body = CertErrorBody),
-        (status = "5XX", body = CertErrorBody),
+        CertErrorAnswers,
     ))]
 async fn list_user(
     State(services): State<Services>,
@@ -304,8 +303,7 @@ async fn list_user(
     request_body(content = UserUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Stored", body = ImportReply),
-        (status = "4XX", body = CertErrorBody),
-        (status = "5XX", body = CertErrorBody),
+        CertErrorAnswers,
     ))]
 async fn put_user(
     State(services): State<Services>,
@@ -336,8 +334,7 @@ async fn put_user(
 #[utoipa::path(delete, path = "/api/cert/user", tag = "certstore", params(DeleteQuery),
     responses(
         (status = 200, description = "Deleted", body = DeleteReply),
-        (status = "4XX", body = CertErrorBody),
-        (status = "5XX", body = CertErrorBody),
+        CertErrorAnswers,
     ))]
 async fn delete_user(
     State(services): State<Services>,
@@ -351,8 +348,7 @@ async fn delete_user(
 #[utoipa::path(get, path = "/api/cert/ca", tag = "certstore", params(ListQuery),
     responses(
         (status = 200, description = "The certificates", body = ListReply),
-        (status = "4XX", body = CertErrorBody),
-        (status = "5XX", body = CertErrorBody),
+        CertErrorAnswers,
     ))]
 async fn list_ca(
     State(services): State<Services>,
@@ -366,8 +362,7 @@ async fn list_ca(
     request_body(content = CaUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Stored", body = ImportReply),
-        (status = "4XX", body = CertErrorBody),
-        (status = "5XX", body = CertErrorBody),
+        CertErrorAnswers,
     ))]
 async fn put_ca(
     State(services): State<Services>,
@@ -396,8 +391,7 @@ async fn put_ca(
 #[utoipa::path(delete, path = "/api/cert/ca", tag = "certstore", params(DeleteQuery),
     responses(
         (status = 200, description = "Deleted", body = DeleteReply),
-        (status = "4XX", body = CertErrorBody),
-        (status = "5XX", body = CertErrorBody),
+        CertErrorAnswers,
     ))]
 async fn delete_ca(
     State(services): State<Services>,

@@ -340,6 +340,54 @@ pub mod schema {
         pub message: String,
     }
 
+    /// The error answers of a route of the plain family, for `responses(..)`.
+    #[derive(utoipa::IntoResponses, Debug)]
+    #[allow(dead_code, reason = "only describes the answers for the OpenAPI document")]
+    pub enum PlainErrorAnswers {
+        /// Refused: bad input (naming the field), no or a bad credential, not allowed, not found, a conflict.
+        #[response(status = "4XX")]
+        Client(PlainErrorBody),
+        /// A fault of ours or a back end unavailable.
+        #[response(status = "5XX")]
+        Server(PlainErrorBody),
+    }
+
+    /// The error answers of a route of the certificate store, for `responses(..)`.
+    #[derive(utoipa::IntoResponses, Debug)]
+    #[allow(dead_code, reason = "only describes the answers for the OpenAPI document")]
+    pub enum CertErrorAnswers {
+        /// Refused: bad input (naming the parameter), no or a bad credential, not allowed, not found.
+        #[response(status = "4XX")]
+        Client(CertErrorBody),
+        /// A fault of ours or a back end unavailable.
+        #[response(status = "5XX")]
+        Server(CertErrorBody),
+    }
+
+    /// The error answers of a route of the appliance API, for `responses(..)`.
+    #[derive(utoipa::IntoResponses, Debug)]
+    #[allow(dead_code, reason = "only describes the answers for the OpenAPI document")]
+    pub enum ApplianceErrorAnswers {
+        /// Refused: bad input (the message names the field), no or a bad credential, not allowed, not found.
+        #[response(status = "4XX")]
+        Client(ApplianceErrorBody),
+        /// A fault of ours or a back end unavailable.
+        #[response(status = "5XX")]
+        Server(ApplianceErrorBody),
+    }
+
+    /// The error answers of a route of the administrator API, for `responses(..)`.
+    #[derive(utoipa::IntoResponses, Debug)]
+    #[allow(dead_code, reason = "only describes the answers for the OpenAPI document")]
+    pub enum AdminErrorAnswers {
+        /// Refused: 400 undecodable or duplicate, 401, 403, 404 unknown, 422 invalid values.
+        #[response(status = "4XX")]
+        Client(AdminErrorBody),
+        /// A fault of ours or a back end unavailable.
+        #[response(status = "5XX")]
+        Server(AdminErrorBody),
+    }
+
     /// [`super::AdminShape`].
     #[derive(ToSchema, Debug)]
     #[allow(dead_code, reason = "only describes the body for the OpenAPI document")]

@@ -87,18 +87,13 @@ fn body_problem(rejection: BytesRejection) -> Problem {
     }
 }
 
-/// Parses a JSON document into `T`, naming the field that does not fit.
+/// Parses a JSON document into `T`, naming the field that does not fit. The text is parsed
+/// first and decoded second, so a value of the wrong kind (a number for an enum) is named as
+/// a wrong value of its field rather than taken for broken JSON.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        if e.inner().is_syntax() || e.inner().is_eof() {
-            Problem::new(Kind::Malformed, format!("the body is not valid JSON: {}", e.inner()))
-        } else {
-            decode_problem(e, "body")
-        }
-    })?;
-    de.end().map_err(|e| Problem::new(Kind::Malformed, format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Problem::new(Kind::Malformed, format!("the body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| decode_problem(e, "body"))
 }
 
 /// A JSON request body. A content type other than JSON is refused (415); a missing one is
@@ -295,6 +290,28 @@ mod tests {
     fn a_missing_field_is_named() {
         let p = parse_json::<Revoke>(br#"{"comment": "x"}"#).expect_err("missing");
         assert_eq!(p.field.as_deref(), Some("reason"), "{p:?}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code, reason = "fields are only decoded")]
+    struct Csr {
+        #[serde(rename = "key-type")]
+        key_type: KeyType,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    enum KeyType {
+        #[serde(rename = "ECC")]
+        Ecc,
+    }
+
+    #[test]
+    fn a_number_or_an_unknown_name_for_an_enum_names_the_field() {
+        for body in [&br#"{"key-type": 1}"#[..], br#"{"key-type": "DSA"}"#] {
+            let p = parse_json::<Csr>(body).expect_err("not a key type");
+            assert_eq!((p.kind, p.field.as_deref()), (Kind::Invalid, Some("key-type")), "{p:?}");
+        }
+        assert!(matches!(parse_json::<Csr>(br#"{"key-type": "ECC"}"#), Ok(Csr { key_type: KeyType::Ecc })));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::Routes;
 use super::auth::{Rule, guarded};
-use super::error::schema::PlainErrorBody;
+use super::error::schema::PlainErrorAnswers;
 use super::error::{Failure, PlainShape};
 use super::extract::{Caller, JsonBody, QueryOf};
 use crate::service::Services;
@@ -78,8 +78,7 @@ impl From<Card> for IcmCard {
 #[utoipa::path(get, path = "/icmapi/user/getcards", tag = "icmapi", params(UserQuery),
     responses(
         (status = 200, description = "The user's cards", body = Vec<IcmCard>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_cards(
     State(services): State<Services>,
@@ -130,8 +129,7 @@ struct RevokeBody {
     request_body = RevokeBody,
     responses(
         (status = 200, description = "The revoked card", body = IcmCard),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn revoke_card(
     State(services): State<Services>,
@@ -149,8 +147,7 @@ async fn revoke_card(
 #[utoipa::path(post, path = "/icmapi/card/disable", tag = "icmapi", params(CardQuery),
     responses(
         (status = 200, description = "The disabled card", body = IcmCard),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn disable_card(
     State(services): State<Services>,
@@ -165,8 +162,7 @@ async fn disable_card(
 #[utoipa::path(post, path = "/icmapi/card/enable", tag = "icmapi", params(CardQuery),
     responses(
         (status = 200, description = "The enabled card", body = IcmCard),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn enable_card(
     State(services): State<Services>,
@@ -193,8 +189,7 @@ struct PreUpdateQuery {
 #[utoipa::path(post, path = "/icmapi/card/preupdate", tag = "icmapi", params(PreUpdateQuery),
     responses(
         (status = 200, description = "The card, pending update", body = IcmCard),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn pre_update_card(
     State(services): State<Services>,

@@ -71,6 +71,14 @@ pub enum ServeError {
                        batch-platform and administrator tools call, served by cardhsm. Each \
                        route mirrors a cardhsm.v1 gRPC method (same rules, same behaviour)."
     ),
+    // The error bodies are referenced from every route's `*ErrorAnswers`, which do not add
+    // the schemas themselves.
+    components(schemas(
+        error::schema::PlainErrorBody,
+        error::schema::CertErrorBody,
+        error::schema::ApplianceErrorBody,
+        error::schema::AdminErrorBody,
+    )),
     modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
@@ -130,6 +138,7 @@ pub fn app(services: Services, max_body_bytes: usize) -> axum::Router {
         .method_not_allowed_fallback(no_method)
         .layer(axum::Extension(doc))
         .layer(axum::Extension(services.clone()))
+        .layer(axum::Extension(BodyCap(max_body_bytes)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(observe))
         .with_state(services)
@@ -147,6 +156,10 @@ async fn no_method(req: Request) -> Response {
     )
     .into_response()
 }
+
+/// The largest request body the app takes (the guard reads bodies up to it).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyCap(pub usize);
 
 /// The route template a response was produced for (set by the guard), for metrics.
 #[derive(Debug, Clone)]

@@ -79,6 +79,22 @@ pub struct SystemInformation {
     pub tokens: Vec<TokenView>,
 }
 
+/// One subsystem's health entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEntry {
+    /// The gRPC health service's name for it (`cardhsm.store`, `cardhsm.token.<serial>`, …).
+    pub name: String,
+    /// None: not monitored (readers disabled).
+    pub serving: Option<bool>,
+}
+
+/// Every subsystem's health, and the node's verdict ([`SystemService::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub entries: Vec<HealthEntry>,
+    pub healthy: bool,
+}
+
 /// What an import restored.
 #[derive(Debug, Clone)]
 pub struct ImportOutcome {
@@ -259,29 +275,46 @@ impl SystemService {
             .collect()
     }
 
-    /// Keeps the health entries `cardhsm.store`, `cardhsm.token.<serial>` (by label when a
-    /// configured token has no serial and is absent) and `cardhsm.readers` current. The token
-    /// state comes from the token manager's own availability tracking (`token/health.rs`) and
-    /// the readers' from the PC/SC monitor; this task only reports them.
+    /// Each subsystem's health now: `cardhsm.store`, `cardhsm.token.<serial>` (by label when a
+    /// configured token has no serial and is absent) and `cardhsm.readers`. The token state
+    /// comes from the token manager's own availability tracking (`token/health.rs`) and the
+    /// readers' from the PC/SC monitor; this only reports them. The node is healthy when the
+    /// store and every configured token serve: readers do not count, since a PC/SC monitor
+    /// with no reader attached says nothing about whether this node can do its work.
+    pub async fn health(&self) -> Health {
+        let mut entries = vec![HealthEntry {
+            name: "cardhsm.store".into(),
+            serving: Some(self.store.schema_version().await.is_ok()),
+        }];
+        for t in self.token_views().await {
+            let name = if t.serial.is_empty() { &t.label } else { &t.serial };
+            let ok = t.present && self.tokens.is_available(&t.serial);
+            entries.push(HealthEntry { name: format!("cardhsm.token.{name}"), serving: Some(ok) });
+        }
+        let healthy = entries.iter().all(|e| e.serving == Some(true));
+        let readers = match self.readers.list() {
+            Ok((_, up)) => Some(up),
+            // `[readers] enabled = false`: nothing to report on.
+            Err(_) => None,
+        };
+        entries.push(HealthEntry { name: "cardhsm.readers".into(), serving: readers });
+        Health { entries, healthy }
+    }
+
+    /// Keeps the standard gRPC health service's per-subsystem entries current ([`Self::health`]).
     pub fn spawn_health(self: &Arc<Self>, reporter: tonic_health::server::HealthReporter) {
         use tonic_health::ServingStatus;
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let status = |ok: bool| if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
             loop {
-                let store_ok = this.store.schema_version().await.is_ok();
-                reporter.set_service_status("cardhsm.store", status(store_ok)).await;
-                for t in this.token_views().await {
-                    let name = if t.serial.is_empty() { &t.label } else { &t.serial };
-                    let ok = t.present && this.tokens.is_available(&t.serial);
-                    reporter.set_service_status(format!("cardhsm.token.{name}"), status(ok)).await;
+                for e in this.health().await.entries {
+                    let status = match e.serving {
+                        Some(true) => ServingStatus::Serving,
+                        Some(false) => ServingStatus::NotServing,
+                        None => ServingStatus::Unknown,
+                    };
+                    reporter.set_service_status(e.name, status).await;
                 }
-                let readers = match this.readers.list() {
-                    Ok((_, up)) => status(up),
-                    // `[readers] enabled = false`: nothing to report on.
-                    Err(_) => ServingStatus::Unknown,
-                };
-                reporter.set_service_status("cardhsm.readers", readers).await;
                 tokio::time::sleep(HEALTH_INTERVAL).await;
             }
         });

@@ -305,22 +305,30 @@ impl Rest {
     }
 
     fn validator(&self, schema_pointer: &str) -> Result<Arc<jsonschema::Validator>, String> {
+        let schema = self
+            .doc
+            .doc
+            .pointer(schema_pointer)
+            .cloned()
+            .ok_or_else(|| format!("no schema at {schema_pointer}"))?;
+        // Cached by the schema itself: most routes share their error schemas.
+        let key = schema.to_string();
         let mut cache = self.doc.validators.lock().expect("validators");
-        if let Some(v) = cache.get(schema_pointer) {
+        if let Some(v) = cache.get(&key) {
             return Ok(v.clone());
         }
-        // The whole document is the root, so `#/components/schemas/...` references resolve;
-        // the root `$ref` points at the one schema to check.
-        let mut root = self.doc.doc.clone();
-        // A `$ref` is a URI: the braces of a templated path (`{id}`) must be percent-encoded.
-        let fragment = schema_pointer.replace('{', "%7B").replace('}', "%7D");
-        root["$ref"] = Value::String(format!("#{fragment}"));
-        root["$schema"] = Value::String("https://json-schema.org/draft/2020-12/schema".into());
+        // The document's components beside the schema, so `#/components/schemas/...`
+        // references inside it resolve (the paths, most of the document, stay out).
+        let root = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.doc.doc["components"],
+            "allOf": [schema],
+        });
         let validator = jsonschema::options()
             .build(&root)
             .map_err(|e| format!("the documented schema at {schema_pointer} does not compile: {e}"))?;
         let validator = Arc::new(validator);
-        cache.insert(schema_pointer.to_owned(), validator.clone());
+        cache.insert(key, validator.clone());
         Ok(validator)
     }
 }

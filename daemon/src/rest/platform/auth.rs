@@ -6,7 +6,7 @@
 
 use super::super::Routes;
 use super::super::auth::{PUBLIC, Rule, guarded};
-use super::super::error::schema::PlainErrorBody;
+use super::super::error::schema::PlainErrorAnswers;
 use super::super::error::{Failure, PlainShape, Problem};
 use super::super::extract::{Client, JsonBody, QueryOf, TextBody};
 use crate::service::{ServiceError, Services};
@@ -144,8 +144,7 @@ impl From<crate::service::auth::Tokens> for PlatformTokens {
     request_body = PlatformLogin,
     responses(
         (status = 200, description = "Signed in", body = PlatformTokens),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn login(
     State(services): State<Services>,
@@ -167,8 +166,7 @@ async fn login(
     request_body(content = String, content_type = "text/plain", description = "The refresh token"),
     responses(
         (status = 200, description = "New tokens", body = PlatformTokens),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn refresh(
     State(services): State<Services>,
@@ -197,8 +195,7 @@ struct ResetRequested {
 #[utoipa::path(post, path = "/auth/reset", tag = "platform", security(()), params(ResetQuery),
     responses(
         (status = 200, description = "Handled", body = ResetRequested),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn request_reset(
     State(services): State<Services>,
@@ -231,8 +228,7 @@ impl std::fmt::Debug for PasswordResetBody {
     request_body = PasswordResetBody,
     responses(
         (status = 204, description = "The password is changed"),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_password(
     State(services): State<Services>,
@@ -277,8 +273,7 @@ struct ResetCodeValidity {
 #[utoipa::path(get, path = "/auth/validate-code", tag = "platform", security(()), params(CodeQuery),
     responses(
         (status = 200, description = "Checked", body = ResetCodeValidity),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn validate_code(
     State(services): State<Services>,

@@ -5,7 +5,7 @@
 
 use super::super::Routes;
 use super::super::auth::{Rule, guarded};
-use super::super::error::schema::PlainErrorBody;
+use super::super::error::schema::PlainErrorAnswers;
 use super::super::error::{Failure, PlainShape, Problem};
 use super::super::extract::{Caller, Form, JsonBody, PathOf, QueryOf, TextBody, parse_json};
 use super::auth::camel_field;
@@ -401,8 +401,7 @@ struct ProfileQuery {
 #[utoipa::path(post, path = "/api/v1/batches", tag = "platform", request_body = BatchListBody,
     responses(
         (status = 200, description = "One page of batches", body = BatchPage),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn list_batches(
     State(services): State<Services>,
@@ -431,8 +430,7 @@ async fn list_batches(
 #[utoipa::path(put, path = "/api/v1/batches", tag = "platform", request_body = BatchCreateBody,
     responses(
         (status = 201, description = "Created; the engine issues it", body = CreatedBatch),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn create_batch(
     State(services): State<Services>,
@@ -449,8 +447,7 @@ async fn create_batch(
     request_body = BatchSingleBody,
     responses(
         (status = 201, description = "Created; the engine issues it", body = CreatedBatch),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn create_single(
     State(services): State<Services>,
@@ -465,8 +462,7 @@ async fn create_single(
 #[utoipa::path(post, path = "/api/v1/batches/preview", tag = "platform", request_body = BatchCreateBody,
     responses(
         (status = 200, description = "The preview", body = BatchPreview),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn preview(
     State(services): State<Services>,
@@ -488,8 +484,7 @@ async fn preview(
 #[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "platform", params(BatchId),
     responses(
         (status = 200, description = "The batch", body = BatchView),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_batch(
     State(services): State<Services>,
@@ -505,8 +500,7 @@ async fn get_batch(
     request_body(content = String, content_type = "text/plain", description = "Why it is rejected"),
     responses(
         (status = 200, description = "The batch, rejecting", body = BatchView),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn reject_batch(
     State(services): State<Services>,
@@ -521,8 +515,7 @@ async fn reject_batch(
 #[utoipa::path(get, path = "/api/v1/batches/{id}/processing_info", tag = "platform", params(BatchId),
     responses(
         (status = 200, description = "The counts", body = BatchProcessingInfo),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn processing_info(
     State(services): State<Services>,
@@ -538,8 +531,7 @@ async fn processing_info(
 #[utoipa::path(get, path = "/api/v1/batches/{id}/auditLog", tag = "platform", params(BatchId),
     responses(
         (status = 200, description = "The entries, oldest first", body = Vec<BatchAuditLogEntry>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn audit_log(
     State(services): State<Services>,
@@ -553,8 +545,7 @@ async fn audit_log(
 #[utoipa::path(get, path = "/api/v1/batches/{id}/status", tag = "platform", params(BatchId),
     responses(
         (status = 200, description = "The status", body = BatchStatusReply),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn batch_status(
     State(services): State<Services>,
@@ -572,8 +563,7 @@ async fn batch_status(
 #[utoipa::path(get, path = "/api/v1/batches/{id}/download", tag = "platform", params(BatchId),
     responses(
         (status = 200, description = "The ZIP", content_type = "application/zip", body = Vec<u8>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn download(
     State(services): State<Services>,
@@ -596,8 +586,7 @@ async fn download(
     params(BatchId, PositionQuery),
     responses(
         (status = 200, description = "The entries, oldest first", body = Vec<BatchAuditLogEntry>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn device_audit_log(
     State(services): State<Services>,
@@ -634,8 +623,7 @@ fn upload_parts(form: &Form<Shape>, profile_id: String) -> Result<(NewBatch, Vec
     request_body(content = BatchUploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Created; the engine issues it", body = CreatedBatch),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn upload_csrs(
     State(services): State<Services>,
@@ -656,8 +644,7 @@ async fn upload_csrs(
     request_body(content = BatchUploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Created; the engine issues it", body = CreatedBatch),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn upload_csv(
     State(services): State<Services>,

@@ -5,7 +5,7 @@
 
 use super::super::Routes;
 use super::super::auth::{Rule, guarded};
-use super::super::error::schema::PlainErrorBody;
+use super::super::error::schema::PlainErrorAnswers;
 use super::super::error::{Failure, PlainShape};
 use super::super::extract::{Caller, JsonBody, PathOf, QueryOf};
 use super::auth::camel_field;
@@ -123,8 +123,7 @@ struct IssuedCertificatePage {
 #[utoipa::path(post, path = "/api/v1/certificates/find", tag = "platform", request_body = CertificateFindBody,
     responses(
         (status = 200, description = "One page of certificates", body = IssuedCertificatePage),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn find(
     State(services): State<Services>,
@@ -164,8 +163,7 @@ struct RevokedCertificates {
 #[utoipa::path(post, path = "/api/v1/certificates/revoke", tag = "platform", request_body = CertificateRevokeBody,
     responses(
         (status = 200, description = "Revoked", body = RevokedCertificates),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn revoke_ids(
     State(services): State<Services>,
@@ -199,8 +197,7 @@ struct CertificateRevokeSerialBody {
     params(ProfilePath), request_body = CertificateRevokeSerialBody,
     responses(
         (status = 200, description = "Revoked", body = IssuedCertificate),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn revoke_serial(
     State(services): State<Services>,
@@ -252,8 +249,7 @@ struct BatchDeviceStatistics {
 #[utoipa::path(get, path = "/api/v1/devices", tag = "platform", params(DevicesQuery),
     responses(
         (status = 200, description = "The counts", body = BatchDeviceStatistics),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn devices(
     State(services): State<Services>,

@@ -6,7 +6,7 @@
 
 use super::super::Routes;
 use super::super::auth::{Rule, guarded};
-use super::super::error::schema::PlainErrorBody;
+use super::super::error::schema::PlainErrorAnswers;
 use super::super::error::{Failure, PlainShape};
 use super::super::extract::{Caller, JsonBody, PathOf, QueryOf};
 use super::auth::camel_field;
@@ -245,8 +245,7 @@ struct AllowedQuery {
 #[utoipa::path(get, path = "/api/v1/authorities/allowed", tag = "platform", params(AllowedQuery),
     responses(
         (status = 200, description = "The authorities, with their balances", body = Vec<AssignedAuthority>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn allowed_authorities(
     State(services): State<Services>,
@@ -275,8 +274,7 @@ struct AuthorityOrgPath {
     params(AuthorityOrgPath),
     responses(
         (status = 200, description = "Certificates issued against the balance", body = i64, content_type = "application/json"),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn balance_used(
     State(services): State<Services>,
@@ -293,8 +291,7 @@ async fn balance_used(
     params(AuthorityOrgPath),
     responses(
         (status = 200, description = "The available balance", body = i64, content_type = "application/json"),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn balance_available_in(
     State(services): State<Services>,
@@ -311,8 +308,7 @@ async fn balance_available_in(
     params(IdPath),
     responses(
         (status = 200, description = "The available balance", body = i64, content_type = "application/json"),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn balance_available(
     State(services): State<Services>,
@@ -361,8 +357,7 @@ struct EcosystemQuery {
 #[utoipa::path(get, path = "/api/v1/ecosystems/ecosystem", tag = "platform", params(EcosystemQuery),
     responses(
         (status = 200, description = "The ecosystem", body = Ecosystem),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_ecosystem(
     State(services): State<Services>,
@@ -391,8 +386,7 @@ struct EcosystemUpdate {
     request_body = EcosystemUpdate,
     responses(
         (status = 200, description = "The ecosystem", body = Ecosystem),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_ecosystem(
     State(services): State<Services>,
@@ -424,8 +418,7 @@ struct EcosystemBalance {
     params(EcosystemQuery),
     responses(
         (status = 200, description = "The balance", body = EcosystemBalance),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn ecosystem_balance(
     State(services): State<Services>,
@@ -483,8 +476,7 @@ struct EcosystemStatistics {
 #[utoipa::path(get, path = "/api/v1/ecosystems/statistics", tag = "platform", params(StatisticsQuery),
     responses(
         (status = 200, description = "The statistics", body = EcosystemStatistics),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn ecosystem_statistics(
     State(services): State<Services>,
@@ -515,8 +507,7 @@ async fn ecosystem_statistics(
 #[utoipa::path(get, path = "/api/v1/ecosystems/users", tag = "platform", params(UsersQuery),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn ecosystem_users(
     services: State<Services>,
@@ -531,8 +522,7 @@ async fn ecosystem_users(
     params(IdPath, UserQuery),
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn ecosystem_user(
     services: State<Services>,
@@ -580,8 +570,7 @@ struct Generator {
 #[utoipa::path(get, path = "/api/v1/generators", tag = "platform", params(GeneratorsQuery),
     responses(
         (status = 200, description = "The generators", body = Vec<Generator>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn generators(
     State(services): State<Services>,
@@ -702,8 +691,7 @@ struct OrganizationPage {
 #[utoipa::path(get, path = "/api/v1/organizations", tag = "platform", params(PageQuery),
     responses(
         (status = 200, description = "A page of organizations", body = OrganizationPage),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn list_organizations(
     State(services): State<Services>,
@@ -725,8 +713,7 @@ async fn list_organizations(
 #[utoipa::path(post, path = "/api/v1/organizations", tag = "platform", request_body = OrganizationBody,
     responses(
         (status = 201, description = "The organization", body = Organization),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn create_organization(
     State(services): State<Services>,
@@ -741,8 +728,7 @@ async fn create_organization(
 #[utoipa::path(get, path = "/api/v1/organizations/current", tag = "platform",
     responses(
         (status = 200, description = "The organization", body = Organization),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn current_organization(
     State(services): State<Services>,
@@ -762,8 +748,7 @@ struct OrganizationItem {
 #[utoipa::path(get, path = "/api/v1/organizations/items", tag = "platform",
     responses(
         (status = 200, description = "The organizations", body = Vec<OrganizationItem>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn organization_items(
     State(services): State<Services>,
@@ -783,8 +768,7 @@ struct NameQuery {
 #[utoipa::path(get, path = "/api/v1/organizations/check", tag = "platform", params(NameQuery),
     responses(
         (status = 200, description = "Whether the name is free", body = Availability),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn check_organization(
     State(services): State<Services>,
@@ -798,8 +782,7 @@ async fn check_organization(
 #[utoipa::path(get, path = "/api/v1/organizations/{id}", tag = "platform", params(IdPath),
     responses(
         (status = 200, description = "The organization", body = Organization),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_organization(
     State(services): State<Services>,
@@ -815,8 +798,7 @@ async fn get_organization(
     request_body = OrganizationBody,
     responses(
         (status = 200, description = "The organization", body = Organization),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_organization(
     State(services): State<Services>,
@@ -832,8 +814,7 @@ async fn update_organization(
 #[utoipa::path(get, path = "/api/v1/organizations/{id}/authorities", tag = "platform", params(IdPath),
     responses(
         (status = 200, description = "The assignments", body = Vec<AssignedAuthority>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn organization_authorities(
     State(services): State<Services>,
@@ -858,8 +839,7 @@ struct NewAssignment {
     request_body = NewAssignment,
     responses(
         (status = 201, description = "The assignment", body = AssignedAuthority),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn add_organization_authority(
     State(services): State<Services>,
@@ -898,8 +878,7 @@ struct AssignmentChange {
     params(AssignmentPath), request_body = AssignmentChange,
     responses(
         (status = 200, description = "The assignment", body = AssignedAuthority),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_organization_authority(
     State(services): State<Services>,
@@ -920,8 +899,7 @@ async fn update_organization_authority(
     params(AssignmentPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn remove_organization_authority(
     State(services): State<Services>,
@@ -1012,8 +990,7 @@ impl From<&Profile> for ProfileBody {
 #[utoipa::path(get, path = "/api/v1/profiles", tag = "platform",
     responses(
         (status = 200, description = "The profiles", body = Vec<ProfileBody>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn list_profiles(State(services): State<Services>) -> Reply<Vec<ProfileBody>> {
     Ok(Json(services.issuance.profiles().iter().map(Into::into).collect()))
@@ -1023,8 +1000,7 @@ async fn list_profiles(State(services): State<Services>) -> Reply<Vec<ProfileBod
 #[utoipa::path(get, path = "/api/v1/profiles/{id}", tag = "platform", params(IdPath),
     responses(
         (status = 200, description = "The profile", body = ProfileBody),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_profile(
     State(services): State<Services>,
@@ -1037,8 +1013,7 @@ async fn get_profile(
 #[utoipa::path(get, path = "/api/v1/profiles/{id}/parameters", tag = "platform", params(IdPath),
     responses(
         (status = 200, description = "The parameters", body = Vec<ProfileParameter>),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn profile_parameters(
     State(services): State<Services>,
@@ -1059,8 +1034,7 @@ struct SubjectDn {
 #[utoipa::path(get, path = "/api/v1/profiles/{id}/subjectDn", tag = "platform", params(IdPath),
     responses(
         (status = 200, description = "The template", body = SubjectDn),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn profile_subject_dn(
     State(services): State<Services>,
@@ -1136,8 +1110,7 @@ struct UserPage {
 #[utoipa::path(get, path = "/api/v1/users", tag = "platform", params(UsersQuery),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn list_users(
     State(services): State<Services>,
@@ -1192,8 +1165,7 @@ impl std::fmt::Debug for NewUser {
 #[utoipa::path(post, path = "/api/v1/users", tag = "platform", request_body = NewUser,
     responses(
         (status = 201, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn create_user(
     State(services): State<Services>,
@@ -1222,8 +1194,7 @@ async fn create_user(
 #[utoipa::path(get, path = "/api/v1/users/current", tag = "platform",
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn current_user(State(services): State<Services>, Caller(caller): Caller) -> Reply<User> {
     Ok(Json(services.users.get(&caller.user_id).await.map_err(camel_field)?.into()))
@@ -1242,8 +1213,7 @@ struct CurrentUserChange {
 #[utoipa::path(put, path = "/api/v1/users/current", tag = "platform", request_body = CurrentUserChange,
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_current_user(
     State(services): State<Services>,
@@ -1279,8 +1249,7 @@ impl std::fmt::Debug for EmailChange {
 #[utoipa::path(put, path = "/api/v1/users/current/email", tag = "platform", request_body = EmailChange,
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_email(
     State(services): State<Services>,
@@ -1320,8 +1289,7 @@ impl std::fmt::Debug for CredentialsChange {
     request_body = CredentialsChange,
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_credentials(
     State(services): State<Services>,
@@ -1353,8 +1321,7 @@ struct EmailQuery {
 #[utoipa::path(get, path = "/api/v1/users/checkEmail", tag = "platform", params(EmailQuery),
     responses(
         (status = 200, description = "Whether the email is free", body = Availability),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn check_email(
     State(services): State<Services>,
@@ -1374,8 +1341,7 @@ struct UsernameQuery {
 #[utoipa::path(get, path = "/api/v1/users/checkUsername", tag = "platform", params(UsernameQuery),
     responses(
         (status = 200, description = "Whether the login is free", body = Availability),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn check_username(
     State(services): State<Services>,
@@ -1397,8 +1363,7 @@ struct UserQuery {
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "platform", params(IdPath, UserQuery),
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_user(
     State(services): State<Services>,
@@ -1429,8 +1394,7 @@ struct UserChange {
     request_body = UserChange,
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn update_user(
     State(services): State<Services>,
@@ -1452,8 +1416,7 @@ async fn update_user(
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "platform", params(IdPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn remove_user(
     State(services): State<Services>,
@@ -1474,8 +1437,7 @@ struct Enabled {
     request_body = Enabled,
     responses(
         (status = 200, description = "The user", body = User),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn set_user_enabled(
     State(services): State<Services>,
@@ -1521,8 +1483,7 @@ struct UserPrivileges {
 #[utoipa::path(get, path = "/api/v1/users/{id}/privileges", tag = "platform", params(IdPath),
     responses(
         (status = 200, description = "The privileges", body = UserPrivileges),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn get_privileges(
     State(services): State<Services>,
@@ -1557,8 +1518,7 @@ struct PrivilegeGrants {
     request_body = PrivilegeGrants,
     responses(
         (status = 200, description = "The privileges", body = UserPrivileges),
-        (status = "4XX", body = PlainErrorBody),
-        (status = "5XX", body = PlainErrorBody),
+        PlainErrorAnswers,
     ))]
 async fn set_privileges(
     State(services): State<Services>,
