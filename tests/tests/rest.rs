@@ -188,3 +188,53 @@ async fn over_tls_a_client_certificate_that_is_no_administrators_needs_a_token()
         .access_token;
     rest.bearer(&token).get(cards).await.expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_mistyped_and_oversize_bodies_get_a_4xx_in_the_familys_shape_never_a_5xx() {
+    let env = TestEnv::new(0).expect("env");
+    // The smallest upload limit: the body cap is then 2 × 1 KiB + 64 KiB.
+    let daemon = Daemon::start_with(&env, "[server]\nmax_upload_bytes = 1024\n").await.expect("daemon");
+    let rest = Rest::new(&daemon).await;
+    let before = support::table_rows(&env.store_path(), &["users", "sessions", "audit_log"]);
+
+    // The batch platform's sign-in (public, JSON body).
+    let cases: Vec<(Body, u16, Option<&str>)> = vec![
+        (Body::Raw("application/json", b"{\"login\": \"admin\", ".to_vec()), 400, None),
+        (Body::Raw("application/json", b"[1, 2, 3]".to_vec()), 400, None),
+        (Body::Json(serde_json::json!({"login": 7, "password": "x"})), 400, Some("login")),
+        (Body::Json(serde_json::json!({"password": "x"})), 400, Some("login")),
+        (Body::Raw("text/csv", b"login,password".to_vec()), 415, None),
+        (Body::Json(serde_json::json!({"login": "admin", "password": "x".repeat(100_000)})), 413, None),
+    ];
+    for (body, status, field) in cases {
+        let reply = rest.call("POST", "/auth/pwd", body.clone()).await;
+        assert_eq!(reply.status, status, "{body:.60?}: {}", reply.text());
+        assert_eq!(reply.body["status"], status, "{:?}", reply.body);
+        assert!(reply.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{:?}", reply.body);
+        if let Some(field) = field {
+            assert_eq!(reply.body["field"], field, "{:?}", reply.body);
+        }
+    }
+
+    // The certificate store's envelope: an oversize multipart upload is code 13, even from
+    // a caller who then would have been allowed.
+    let token = support::login(&daemon.endpoint, "admin", cardhsm_tests::ADMIN_PASSWORD).await.access_token;
+    let big = Body::Multipart(vec![("blob-cert".into(), Some("c.pem".into()), vec![b'A'; 100_000])]);
+    let reply = rest.bearer(&token).call("PUT", "/api/cert/user", big).await.expect(413);
+    assert_eq!(
+        (reply.body["success"].as_bool(), reply.body["error"]["code"].as_u64()),
+        (Some(false), Some(13))
+    );
+
+    // An unknown enum value on the administrator API is a 422 naming it; a number for it too.
+    for role in [serde_json::json!("emperor"), serde_json::json!(3)] {
+        let body = serde_json::json!({"name": "Eve", "email": "eve@corp.example", "role": role});
+        let reply = rest.bearer(&token).post("/v1/admins", body).await.expect(422);
+        assert!(reply.body["message"].as_str().is_some_and(|m| m.contains("role")), "{:?}", reply.body);
+    }
+    // Nothing above changed a record except the one sign-in the admin made over gRPC.
+    let after = support::table_rows(&env.store_path(), &["users", "sessions", "audit_log"]);
+    let added: Vec<_> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert!(added.iter().all(|r| r.contains("admin")), "{added:?}");
+    assert!(added.len() <= 3, "{added:?}");
+}

@@ -115,7 +115,18 @@ async fn guard<S: ErrorShape>(rules: &'static [Rule], mut req: Request, next: Ne
                 tracing::Span::current().record("principal", p.username.as_str());
                 req.extensions_mut().insert(p);
             }
-            next.run(read_body(req, cap).await).await
+            match declared_length(&req) {
+                // Refused before reading: the client learns the limit without sending it all.
+                Some(len) if len > cap => {
+                    let _ = axum::body::to_bytes(req.into_body(), DRAIN_UNAUTHENTICATED).await;
+                    Failure::<S>::new(
+                        Kind::TooLarge,
+                        format!("the request body ({len} bytes) is larger than the {cap} bytes this server accepts"),
+                    )
+                    .into_response()
+                }
+                _ => next.run(read_body(req, cap).await).await,
+            }
         }
         Err(failure) => {
             tracing::info!(message = %failure.problem.message, "rejected");
@@ -130,20 +141,23 @@ async fn guard<S: ErrorShape>(rules: &'static [Rule], mut req: Request, next: Ne
     response
 }
 
+/// The body length the client declared (Content-Length), if any.
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+}
+
 /// At most this much of a refused request's body is read before answering.
 const DRAIN_UNAUTHENTICATED: usize = 1024 * 1024;
 
 /// Reads an admitted request's body (up to `cap`) before the handler runs, so a handler that
 /// refuses on its query or path before looking at the body never leaves it unread on the
-/// connection (see the refusal path above). A body declared larger than `cap` is left to the
-/// extractors, which answer 413 in the family's shape.
+/// connection (see the refusal path above). A body without a declared length is left to the
+/// extractors, which stop at `cap` and answer 413 in the family's shape.
 async fn read_body(req: Request, cap: usize) -> Request {
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
+    match declared_length(&req) {
         Some(len) if len <= cap => {
             let (parts, body) = req.into_parts();
             match axum::body::to_bytes(body, cap).await {
