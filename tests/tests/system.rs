@@ -70,6 +70,7 @@ fn records(db: &Path) -> Vec<String> {
             "certificates",
             "token_certificates",
             "batches",
+            "batch_devices",
         ],
     )
 }
@@ -230,6 +231,8 @@ struct Source {
     card_id: String,
     authority_id: String,
     certificate_serial: String,
+    /// A finished batch of three devices.
+    batch: pb::Batch,
 }
 
 async fn source_with_data(extra_toml: &str) -> Source {
@@ -294,6 +297,12 @@ async fn source_with_data(extra_toml: &str) -> Source {
         .expect("issue")
         .into_inner();
 
+    let setup = support::batches::setup(&mut api, env.path(), "Batch Root", "Batch Org", 10).await;
+    let req = support::batches::generator_req(&setup, "restored batch", 3, "restored-", "pkcs12-pass-0123");
+    let created = api.batches.create_batch(req).await.expect("batch").into_inner();
+    let batch = support::batches::wait_done(&mut api, &created.batch.expect("batch").id).await;
+    assert_eq!(batch.status, pb::BatchStatus::ReadyForDownload as i32, "{batch:?}");
+
     let mut system = system_client(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
     // The backup password policy.
     expect_invalid_field(
@@ -307,7 +316,15 @@ async fn source_with_data(extra_toml: &str) -> Source {
     // Tokens are copied while no daemon writes to them.
     daemon.stop().await;
     let records = records(&env.store_path());
-    Source { env, archive, records, card_id, authority_id: ca.id, certificate_serial: cert.serial_number }
+    Source {
+        env,
+        archive,
+        records,
+        card_id,
+        authority_id: ca.id,
+        certificate_serial: cert.serial_number,
+        batch,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -425,6 +442,19 @@ async fn export_then_normal_import_into_a_daemon_on_copied_tokens_restores_every
         .expect("the restored authority signs")
         .into_inner();
     assert!(issued.subject_dn.starts_with("CN=device-2"), "{}", issued.subject_dn);
+
+    // The batch: the same status, size, name and issued devices.
+    let mut admin = api_as(&daemon.endpoint, "admin", ADMIN_PASSWORD).await;
+    let batch = admin
+        .batches
+        .get_batch(pb::GetBatchRequest { id: src.batch.id.clone() })
+        .await
+        .expect("the batch is back")
+        .into_inner();
+    assert_eq!(
+        (batch.status, batch.batch_size, batch.issued, &batch.name),
+        (src.batch.status, 3, 3, &src.batch.name)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
