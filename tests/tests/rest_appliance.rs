@@ -298,10 +298,11 @@ async fn device_certificate_csr(env: &TestEnv, daemon: &Daemon, keyed: &Rest, us
         keyed.post(&csrs, json!({"subject-common-name": "x", "key-type": "ECC", "key-length": 2048})).await,
         "key-length",
     );
-    expect_field(
-        keyed.post("/api/v1/system/certificates/device-certificate-csrs", body.clone()).await,
-        "token",
-    );
+    let unknown = keyed
+        .post("/api/v1/system/certificates/device-certificate-csrs?token=no-such-token", body.clone())
+        .await
+        .expect(404);
+    assert!(error_message(&unknown).contains("no-such-token"), "{}", unknown.text());
     let raw = keyed.call("POST", &csrs, Body::Raw("application/json", b"[1, 2".to_vec())).await.expect(400);
     assert!(!error_message(&raw).is_empty());
     user.post(&csrs, body.clone()).await.expect(403);
@@ -373,6 +374,15 @@ async fn device_certificate_csr(env: &TestEnv, daemon: &Daemon, keyed: &Rest, us
     assert!(after.iter().all(|c| c.fingerprint != sha1), "{after:?}");
     let again = keyed.delete(&subject).await.expect(404);
     assert!(error_message(&again).contains("vpn.example.com"));
+
+    // Appliance clients name no token: the daemon's own token then holds the key.
+    let default = json!({"subject-common-name": "default.example.com", "key-type": "ECC"});
+    keyed.post("/api/v1/system/certificates/device-certificate-csrs", default).await.expect(201);
+    let pending = table_rows(&env.store_path(), &["token_csrs"]);
+    assert!(
+        pending.iter().any(|r| r.contains(&env.daemon_token_serial) && r.contains("default.example.com")),
+        "{pending:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

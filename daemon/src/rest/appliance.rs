@@ -312,15 +312,18 @@ async fn realm_auth(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct TokenQuery {
-    /// The token (serial number or label) holding the device certificates and their keys.
-    #[param(required = true)]
+    /// The token (serial number or label) holding the device certificates and their keys;
+    /// default the daemon's own token (appliance clients send none).
     token: Option<String>,
 }
 
 impl TokenQuery {
-    /// The service names `token` when it is missing.
-    fn token(&self) -> &str {
-        self.token.as_deref().unwrap_or("")
+    /// The token named, else the daemon's token.
+    async fn token(&self, services: &Services) -> Result<String, Failure<Shape>> {
+        match &self.token {
+            Some(t) => Ok(t.clone()),
+            None => Ok(services.issuance.daemon_token().await?),
+        }
     }
 }
 
@@ -397,7 +400,7 @@ async fn create_csr(
         c: b.subject_country,
     });
     let request = CsrRequest {
-        token: q.token().to_owned(),
+        token: q.token(&services).await?,
         subject,
         key_type: b.key_type.map(|k| match k {
             ApplianceKeyType::Ecc => CsrKeyType::Ecdsa,
@@ -503,7 +506,7 @@ async fn complete_csr(
 ) -> Reply<Json<ApplianceDeviceCertificate>> {
     let stored = services
         .certstore
-        .complete_csr(&caller, q.token(), &p.csr, b.certificate.as_bytes())
+        .complete_csr(&caller, &q.token(&services).await?, &p.csr, b.certificate.as_bytes())
         .await
         .map_err(wire_names(&[("csr_id", "csr")]))?;
     Ok(Json(ApplianceDeviceCertificate::from(stored)))
@@ -532,7 +535,7 @@ async fn delete_device_certificates(
 ) -> Reply<Json<ApplianceInfo>> {
     let done = services
         .certstore
-        .delete_by_subject(&caller, q.token(), &p.subject)
+        .delete_by_subject(&caller, &q.token(&services).await?, &p.subject)
         .await
         .map_err(wire_names(&[("subject_cn", "subject")]))?;
     Ok(info(format!(
