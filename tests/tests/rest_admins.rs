@@ -262,4 +262,20 @@ async fn administrators_over_rest_with_a_bearer_token_and_a_client_certificate()
     assert_eq!(done, json!({"processed": [alice_id], "notFound": [bob_id]}));
     expect_code(grpc.get_admin(pb::GetAdminRequest { uuid: alice_id.clone() }).await, Code::NotFound);
     assert_eq!(usernames(&su.get("/v1/admins").await.expect(200)), Vec::<String>::new());
+
+    // A request the rules refuse is a 400 on this API (its clients know no 409): nobody
+    // disables or deletes themself, and nothing changes.
+    let me = api_on(boot.clone(), Some(token.clone()))
+        .auth
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("whoami")
+        .into_inner()
+        .user_id;
+    let before = snapshot(&env);
+    let own = format!("/v1/admins/{me}/disable");
+    assert!(message(su.call("PATCH", &own, Body::Empty).await, 400).contains("yourself"));
+    let own_bulk = su.call("DELETE", "/v1/admins/delete", Body::Json(json!([me]))).await;
+    assert!(message(own_bulk, 400).contains("yourself"));
+    assert_eq!(snapshot(&env), before);
 }

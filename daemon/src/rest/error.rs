@@ -228,7 +228,8 @@ impl ErrorShape for ApplianceShape {
 }
 
 /// Administrators (`/v1/admins`): `{"message": "..."}`; invalid values are 422 (the request
-/// was understood but its content refused), undecodable bodies 400, duplicates 400.
+/// was understood but its content refused), undecodable bodies, duplicates and rule refusals
+/// 400.
 #[derive(Debug)]
 pub struct AdminShape;
 
@@ -236,7 +237,9 @@ impl ErrorShape for AdminShape {
     fn status(kind: Kind) -> StatusCode {
         match kind {
             Kind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            Kind::AlreadyExists => StatusCode::BAD_REQUEST,
+            // The administrator API answers 400 for a request its rules refuse (a duplicate,
+            // the last super administrator, disabling oneself): its clients know no 409.
+            Kind::AlreadyExists | Kind::FailedPrecondition => StatusCode::BAD_REQUEST,
             other => other.status(),
         }
     }
