@@ -171,6 +171,7 @@ mod redacted_debug {
                 .field("label", &self.label)
                 .field("protected", &self.protected)
                 .field("system_use_only", &self.system_use_only)
+                .field("certificate_only", &self.certificate_only)
                 .finish()
         }
     }

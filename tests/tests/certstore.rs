@@ -382,6 +382,49 @@ async fn import_list_replace_and_delete_checked_with_openssl_and_pkcs11_tool() {
     assert!(!daemon.log().contains("correct horse"), "the key password reached the log");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_imported_without_its_key_is_stored_alone_and_never_replaces_a_key_pair() {
+    let (env, _daemon, mut store) = start().await;
+    let dir = pki_dir(&env);
+    let dir = dir.as_path();
+    self_signed(dir, "ca", "ec:P-256", "/CN=Trusted CA/O=Acme");
+    self_signed(dir, "dev", "ec:P-256", "/CN=device/O=Acme");
+    let only = |cert: Vec<u8>| pb::ImportCertificateRequest {
+        certificate_only: true,
+        ..import_req(cert, Vec::new())
+    };
+
+    let done = store.import_certificate(only(read(dir, "ca.crt"))).await.expect("import").into_inner();
+    let stored = done.certificate.expect("certificate");
+    assert!(!stored.has_private_key);
+    assert_eq!(done.fingerprint, openssl_fingerprint(dir, "ca.crt", "-sha1"));
+    let objects = env.list_token_objects(TOKEN).expect("pkcs11-tool");
+    assert_eq!(objects.len(), 1, "the certificate object alone: {objects:#?}");
+
+    // The key-pair fields do not apply, and are refused by name rather than ignored.
+    let before = list_all(&mut store).await;
+    for (field, req) in [
+        (
+            "private_key",
+            pb::ImportCertificateRequest {
+                certificate_only: true,
+                ..import_req(read(dir, "dev.crt"), read(dir, "dev.key"))
+            },
+        ),
+        ("label", pb::ImportCertificateRequest { label: "x".into(), ..only(read(dir, "dev.crt")) }),
+        ("protected", pb::ImportCertificateRequest { protected: true, ..only(read(dir, "dev.crt")) }),
+    ] {
+        expect_invalid_field(store.import_certificate(req).await, field);
+    }
+    // A certificate stored with its key pair is not replaced by a key-less import of it.
+    let with_key = store.import_certificate(import_req(read(dir, "dev.crt"), read(dir, "dev.key"))).await;
+    let with_key = with_key.expect("import with key").into_inner();
+    expect_invalid_field(store.import_certificate(only(read(dir, "dev.crt"))).await, "id");
+    let after = list_all(&mut store).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.iter().any(|c| c.fingerprint == with_key.fingerprint && c.has_private_key));
+}
+
 #[test]
 fn import_request_debug_shows_neither_key_nor_password() {
     let r = pb::ImportCertificateRequest {

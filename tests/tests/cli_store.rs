@@ -149,4 +149,23 @@ async fn store_import_list_csr_complete_and_delete_through_the_cli() {
     assert!(certificates(&cli.json(&["store", "list", "--token", "card-01"])).is_empty());
     let objects = env.list_token_objects("card-01").expect("pkcs11-tool");
     assert!(objects.is_empty(), "everything left the token: {objects:#?}");
+
+    // A CA certificate alone (no key pair), over gRPC's ImportCertificate certificate_only.
+    self_signed(dir, "trusted", "ec:P-256", "/CN=Trusted CA/O=Acme");
+    let only =
+        ["store", "import", "--token", "card-01", "--certificate", "trusted.crt", "--certificate-only"];
+    let done = cli.json(&only);
+    let stored = &done["certificate"];
+    assert_eq!(stored["has_private_key"], false, "{done}");
+    let trusted_fp = str_field(&done, "fingerprint").to_owned();
+    assert_eq!(trusted_fp, openssl_fingerprint(dir, "trusted.crt", "-sha1"));
+    let objects = env.list_token_objects("card-01").expect("pkcs11-tool");
+    assert_eq!(objects.len(), 1, "a certificate object only: {objects:#?}");
+    // A key with --certificate-only is a usage error; without either, --private-key is named.
+    let mut with_key = only.to_vec();
+    with_key.extend(["--private-key", "trusted.key"]);
+    assert_ne!(cli.run(&with_key).code, Some(0));
+    let neither = cli.run(&["store", "import", "--token", "card-01", "--certificate", "trusted.crt"]);
+    assert!(neither.code != Some(0) && neither.stderr.contains("--private-key"), "{neither:#?}");
+    cli.json(&["store", "delete", "--token", "card-01", &trusted_fp]);
 }

@@ -27,8 +27,8 @@ pub enum StoreCommand {
         #[arg(long, value_name = "ID")]
         id: Option<String>,
     },
-    /// Import a certificate with its private key (the same certificate, or another under the
-    /// same id, is replaced)
+    /// Import a certificate with its private key, or alone with --certificate-only (the same
+    /// certificate, or another under the same id, is replaced)
     Import {
         /// Token serial number or label
         #[arg(long)]
@@ -37,8 +37,11 @@ pub enum StoreCommand {
         #[arg(long, value_name = "FILE")]
         certificate: PathBuf,
         /// Its private key, PEM or DER: PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1
-        #[arg(long, value_name = "FILE")]
-        private_key: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "certificate_only")]
+        private_key: Option<PathBuf>,
+        /// The certificate alone, without a key pair (a CA certificate the token trusts)
+        #[arg(long, conflicts_with_all = ["private_key", "key_password_file", "label", "protected", "system_use_only"])]
+        certificate_only: bool,
         /// File whose first line is the password of an encrypted private key
         #[arg(long, value_name = "FILE")]
         key_password_file: Option<PathBuf>,
@@ -142,6 +145,7 @@ pub async fn store(
             token,
             certificate,
             private_key,
+            certificate_only,
             key_password_file,
             id,
             label,
@@ -149,7 +153,10 @@ pub async fn store(
             system_use_only,
         } => {
             let cert = read_bytes("certificate", &certificate)?;
-            let key = Zeroizing::new(read_bytes("private key", &private_key)?);
+            let key = match &private_key {
+                Some(path) => Zeroizing::new(read_bytes("private key", path)?),
+                None => Zeroizing::new(Vec::new()),
+            };
             let password = match key_password_file {
                 Some(path) => Some(secret_file("key password", &path)?),
                 None => None,
@@ -163,6 +170,7 @@ pub async fn store(
                 label: label.unwrap_or_default(),
                 protected,
                 system_use_only,
+                certificate_only,
             };
             let done = client.import_token_certificate(request).await?;
             let json = || {

@@ -100,7 +100,12 @@ impl pb::certificate_store_service_server::CertificateStoreService for CertStore
             protected: r.protected,
             system_use_only: r.system_use_only,
         };
-        let done = self.0.certstore.import(&p, request).await.map_err(to_status)?;
+        let done = if r.certificate_only {
+            self.0.certstore.import_without_key(&p, request).await
+        } else {
+            self.0.certstore.import(&p, request).await
+        }
+        .map_err(to_status)?;
         Ok(Response::new(pb::ImportCertificateResponse {
             fingerprint: done.certificate.cert.sha1_fingerprint.clone(),
             replaced: done.replaced.unwrap_or_default(),

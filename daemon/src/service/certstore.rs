@@ -603,6 +603,29 @@ impl CertStoreService {
         })
     }
 
+    /// ImportCertificate with `certificate_only`: the request's key-pair fields must be empty
+    /// (they would be silently ignored otherwise), then [`Self::import_certificate_only`].
+    pub async fn import_without_key(
+        &self,
+        actor: &Principal,
+        req: ImportRequest,
+    ) -> Result<Imported, ServiceError> {
+        let set = [
+            ("private_key", !req.private_key.is_empty()),
+            ("password", !req.password.0.is_empty()),
+            ("label", !req.label.is_empty()),
+            ("protected", req.protected),
+            ("system_use_only", req.system_use_only),
+        ];
+        if let Some((field, _)) = set.into_iter().find(|(_, given)| *given) {
+            return Err(ServiceError::invalid(
+                field,
+                "does not apply to a certificate imported without its key",
+            ));
+        }
+        self.import_certificate_only(actor, &req.token, &req.cert, &req.id).await
+    }
+
     /// ImportCertificate without a private key (a CA certificate the token should trust): the
     /// certificate object alone, under `id` (hex; default the key identifier of its public
     /// key). It may replace only another key-less certificate: an id or certificate already
