@@ -204,6 +204,17 @@ async fn broken_mistyped_and_oversize_bodies_get_a_4xx_in_the_familys_shape_neve
         (Body::Json(serde_json::json!({"login": 7, "password": "x"})), 400, Some("login")),
         (Body::Json(serde_json::json!({"password": "x"})), 400, Some("login")),
         (Body::Raw("text/csv", b"login,password".to_vec()), 415, None),
+        // curl -d without a content type: read as JSON (here, a wrong password), and a real
+        // form is not JSON.
+        (
+            Body::Raw(
+                "application/x-www-form-urlencoded",
+                br#"{"login": "admin", "password": "wrong-password-1"}"#.to_vec(),
+            ),
+            401,
+            None,
+        ),
+        (Body::Raw("application/x-www-form-urlencoded", b"login=admin&password=x".to_vec()), 400, None),
         (Body::Json(serde_json::json!({"login": "admin", "password": "x".repeat(100_000)})), 413, None),
     ];
     for (body, status, field) in cases {

@@ -96,8 +96,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     serde_path_to_error::deserialize(value).map_err(|e| decode_problem(e, "body"))
 }
 
-/// A JSON request body. A content type other than JSON is refused (415); a missing one is
-/// taken as JSON, since many scripts send none.
+const FORM_URLENCODED: &str = "application/x-www-form-urlencoded";
+
+/// A JSON request body. A content type other than JSON is refused (415); a missing one, or
+/// curl's default form-urlencoded, is taken as JSON, since many scripts send no other.
 #[derive(Debug)]
 pub struct JsonBody<T, S>(pub T, pub PhantomData<fn() -> S>);
 
@@ -112,7 +114,12 @@ where
         if let Some(ct) = req.headers().get(axum::http::header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
             let essence = ct.split(';').next().unwrap_or("").trim();
-            if !(essence == "application/json" || essence.ends_with("+json")) {
+            // curl's `-d` labels a JSON body form-urlencoded unless told otherwise, and the
+            // scripts this shim serves were written against servers that took it: such a body
+            // is read as JSON too (a real form then fails as "not valid JSON").
+            let json_like =
+                essence == "application/json" || essence.ends_with("+json") || essence == FORM_URLENCODED;
+            if !json_like {
                 return Err(Failure::new(
                     Kind::UnsupportedMediaType,
                     format!("the body must be application/json, not {essence:?}"),
