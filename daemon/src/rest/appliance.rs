@@ -96,13 +96,10 @@ fn info(message: impl Into<String>) -> Json<ApplianceInfo> {
 /// A service error naming its own field (`rsa_bits`) renamed to this API's wire name
 /// (`key-length`), so the client is told the field it sent.
 fn wire_names(names: &'static [(&'static str, &'static str)]) -> impl Fn(ServiceError) -> Failure<Shape> {
-    move |err| match err {
-        ServiceError::InvalidArgument { field, message } => {
-            let field =
-                names.iter().find(|(ours, _)| *ours == field).map_or(field, |(_, wire)| (*wire).to_owned());
-            Failure::invalid(field, message)
-        }
-        other => other.into(),
+    move |err| {
+        Failure::from(err).rename_field(|field| {
+            names.iter().find(|(ours, _)| *ours == field).map(|(_, wire)| (*wire).to_owned())
+        })
     }
 }
 
@@ -320,10 +317,7 @@ struct TokenQuery {
 impl TokenQuery {
     /// The token named, else the daemon's token.
     async fn token(&self, services: &Services) -> Result<String, Failure<Shape>> {
-        match &self.token {
-            Some(t) => Ok(t.clone()),
-            None => Ok(services.issuance.daemon_token().await?),
-        }
+        Ok(super::named_or_daemon_token(services, self.token.clone()).await?)
     }
 }
 

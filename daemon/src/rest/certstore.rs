@@ -54,17 +54,12 @@ pub fn routes() -> Routes {
 }
 
 /// The service's field names → the device API's form parts.
-fn wire_field(mut failure: Failure<Shape>) -> Failure<Shape> {
-    let renamed = match failure.problem.field.as_deref() {
-        Some("cert") => "blob-cert",
-        Some("private_key") => "blob-pk",
-        _ => return failure,
-    };
-    if let Some(old) = failure.problem.field.replace(renamed.to_owned()) {
-        failure.problem.message =
-            failure.problem.message.replacen(&format!("invalid {old}:"), &format!("invalid {renamed}:"), 1);
-    }
-    failure
+fn wire_field(failure: Failure<Shape>) -> Failure<Shape> {
+    failure.rename_field(|field| match field {
+        "cert" => Some("blob-cert".to_owned()),
+        "private_key" => Some("blob-pk".to_owned()),
+        _ => None,
+    })
 }
 
 /// A subject or issuer, split as the device API splits it ("" for an absent attribute).
@@ -259,10 +254,7 @@ struct CaUpload {
 
 /// The token a query names, else the daemon's token.
 async fn token(services: &Services, token: Option<String>) -> Result<String, Failure<Shape>> {
-    match token {
-        Some(t) => Ok(t),
-        None => Ok(services.issuance.daemon_token().await?),
-    }
+    Ok(super::named_or_daemon_token(services, token).await?)
 }
 
 async fn list(services: &Services, query: ListQuery, holding: Holding) -> Reply<ListReply> {

@@ -134,6 +134,20 @@ impl<S: ErrorShape> Failure<S> {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
         Problem::new(kind, message).into()
     }
+
+    /// Renames the field at fault, and the `invalid <field>:` its message starts with, when
+    /// `rename` maps it: services name fields as the gRPC messages do (`private_key`), each
+    /// REST family as its clients send them (`blob-pk`, `privateKey`).
+    pub fn rename_field(mut self, rename: impl FnOnce(&str) -> Option<String>) -> Self {
+        let problem = &mut self.problem;
+        if let Some(new) = problem.field.as_deref().and_then(rename)
+            && let Some(old) = problem.field.replace(new.clone())
+        {
+            problem.message =
+                problem.message.replacen(&format!("invalid {old}:"), &format!("invalid {new}:"), 1);
+        }
+        self
+    }
 }
 
 impl<S: ErrorShape> IntoResponse for Failure<S> {

@@ -7,7 +7,7 @@
 use super::super::Routes;
 use super::super::auth::{PUBLIC, Rule, guarded};
 use super::super::error::schema::PlainErrorAnswers;
-use super::super::error::{Failure, PlainShape, Problem};
+use super::super::error::{Failure, PlainShape};
 use super::super::extract::{Client, JsonBody, QueryOf, TextBody};
 use crate::service::{ServiceError, Services};
 use axum::Json;
@@ -48,23 +48,12 @@ pub fn routes() -> Routes {
 /// send camelCase (`newPassword`). Renames the field at fault so the error names what the
 /// client sent.
 pub(super) fn camel_field(err: ServiceError) -> Failure<Shape> {
-    let mut problem = Problem::from(err);
-    if let Some(field) = problem.field.take() {
-        let camel = camel_case(&field);
-        problem.message = problem.message.replacen(&field, &camel, 1);
-        problem.field = Some(camel);
-    }
-    problem.into()
+    Failure::from(err).rename_field(|field| Some(camel_case(field)))
 }
 
 /// [`camel_field`], and a field the platform calls otherwise renamed (`username` → `login`).
-fn renamed(err: ServiceError, from: &str, to: &str) -> Failure<Shape> {
-    let mut failure = camel_field(err);
-    if failure.problem.field.as_deref() == Some(from) {
-        failure.problem.message = failure.problem.message.replacen(from, to, 1);
-        failure.problem.field = Some(to.to_owned());
-    }
-    failure
+pub(super) fn renamed(err: ServiceError, from: &str, to: &str) -> Failure<Shape> {
+    camel_field(err).rename_field(|field| (field == from).then(|| to.to_owned()))
 }
 
 /// `repeated_new_password` → `repeatedNewPassword`; other characters (`[0].`) kept.

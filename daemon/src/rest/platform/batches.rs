@@ -8,7 +8,7 @@ use super::super::auth::{Rule, guarded};
 use super::super::error::schema::PlainErrorAnswers;
 use super::super::error::{Failure, PlainShape, Problem};
 use super::super::extract::{Caller, Form, JsonBody, PathOf, QueryOf, TextBody, parse_json};
-use super::auth::camel_field;
+use super::auth::{camel_field, renamed};
 use crate::service::Services;
 use crate::service::batches::{
     AuditEntry, Batch, Created, GeneratorInput, ListFilter, NewBatch, Status as BatchStatus,
@@ -653,14 +653,12 @@ async fn upload_csv(
     form: Form<Shape>,
 ) -> CreatedReply {
     let (new, file) = upload_parts(&form, q.profile_id)?;
-    let c = services.batches.create_from_csv(&caller, new, file).await.map_err(|e| {
-        // The service names the CSV `file` (gRPC's field); here the part is `files`.
-        let mut f = camel_field(e);
-        if f.problem.field.as_deref() == Some(crate::service::batches::inputs::CSV_FIELD) {
-            f.problem.field = Some("files".into());
-        }
-        f
-    })?;
+    // The service names the CSV `file` (gRPC's field); here the part is `files`.
+    let c = services
+        .batches
+        .create_from_csv(&caller, new, file)
+        .await
+        .map_err(|e| renamed(e, crate::service::batches::inputs::CSV_FIELD, "files"))?;
     Ok(created(c))
 }
 
