@@ -64,14 +64,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .map_err(|e| crate::service::ServiceError::Internal(e.to_string()))??;
     announce_bootstrap(bootstrap, store.path());
 
-    let listener = grpc::bind(&config.server)
-        .await
-        .map_err(|source| StartError::Bind { addr: config.server.grpc_listen.to_string(), source })?;
-    let rest_listener = rest::bind(&config.server)
-        .await
-        .map_err(|source| StartError::Bind { addr: config.server.rest_listen.to_string(), source })?;
-    let addr = listener.local_addr;
-    let rest_addr = rest_listener.local_addr;
+    let (listener, addr) = bind(config.server.grpc_listen).await?;
+    let (rest_listener, rest_addr) = bind(config.server.rest_listen).await?;
     let scheme = if config.server.tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %addr, rest = %rest_addr, "gRPC and REST listening");
     eprintln!("cardhsmd: gRPC listening on {scheme}://{addr}");
@@ -118,6 +112,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds `addr` (port 0 picks a free port) and says which address it got.
+async fn bind(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), StartError> {
+    let bound = |source| StartError::Bind { addr: addr.to_string(), source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bound)?;
+    let local = listener.local_addr().map_err(bound)?;
+    Ok((listener, local))
 }
 
 /// Tells the operator how to log in the first time. A generated password is shown on the

@@ -21,23 +21,8 @@ use crate::service::Services;
 use cardhsm_proto::v1 as pb;
 use hsm_config::ServerConfig;
 use std::future::Future;
-use std::net::SocketAddr;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-
-/// A bound, not yet serving, gRPC listener.
-#[derive(Debug)]
-pub struct Listener {
-    listener: tokio::net::TcpListener,
-    pub local_addr: SocketAddr,
-}
-
-/// Binds the configured address (port 0 picks a free port).
-pub async fn bind(config: &ServerConfig) -> std::io::Result<Listener> {
-    let listener = tokio::net::TcpListener::bind(config.grpc_listen).await?;
-    let local_addr = listener.local_addr()?;
-    Ok(Listener { listener, local_addr })
-}
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +40,7 @@ pub enum ServeError {
 /// Serves until `shutdown` resolves, then drains in-flight calls.
 pub async fn serve(
     config: &ServerConfig,
-    listener: Listener,
+    listener: tokio::net::TcpListener,
     services: Services,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -107,7 +92,7 @@ pub async fn serve(
         }
         builder = builder.tls_config(tls_config).map_err(ServeError::Tls)?;
     }
-    let incoming = TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     // Uploads are checked per field against `max_upload_bytes` by the services (an error that
     // names the field); the transport limit leaves room for a message with several of them.
     let max_message =

@@ -28,7 +28,6 @@ use extract::Peer;
 use hsm_config::ServerConfig;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_rustls::rustls;
@@ -39,20 +38,6 @@ use utoipa_axum::router::OpenApiRouter;
 
 /// A family's routes, merged into the one router. `S` is the router's state.
 pub type Routes = OpenApiRouter<Services>;
-
-/// A bound, not yet serving, REST listener.
-#[derive(Debug)]
-pub struct Listener {
-    listener: tokio::net::TcpListener,
-    pub local_addr: SocketAddr,
-}
-
-/// Binds the configured address (port 0 picks a free port).
-pub async fn bind(config: &ServerConfig) -> std::io::Result<Listener> {
-    let listener = tokio::net::TcpListener::bind(config.rest_listen).await?;
-    let local_addr = listener.local_addr()?;
-    Ok(Listener { listener, local_addr })
-}
 
 /// Why the REST server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +142,18 @@ async fn no_method(req: Request) -> Response {
     .into_response()
 }
 
+/// The token a request names, else the daemon's own token: the device APIs' clients name
+/// none (their device has one certificate store).
+async fn named_or_daemon_token(
+    services: &Services,
+    token: Option<String>,
+) -> Result<String, crate::service::ServiceError> {
+    match token {
+        Some(t) => Ok(t),
+        None => services.issuance.daemon_token().await,
+    }
+}
+
 /// The largest request body the app takes (the guard reads bodies up to it).
 #[derive(Debug, Clone, Copy)]
 pub struct BodyCap(pub usize);
@@ -245,7 +242,7 @@ fn tls_acceptor(tls: &hsm_config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (at most 8 s).
 pub async fn serve(
     config: &ServerConfig,
-    listener: Listener,
+    listener: tokio::net::TcpListener,
     services: Services,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -263,7 +260,7 @@ pub async fn serve(
     loop {
         let (stream, remote) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.listener.accept() => match accepted {
+            accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
